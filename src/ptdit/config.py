@@ -1,0 +1,197 @@
+"""Typed, self-validating model configurations and their JSON form (no presets here: see `ptdit.presets`).
+
+A checkpoint folder holds `config.json`:
+    {"format": "ptdit", "version": 1, "model": {"arch": "ptdit", ...}, "pipeline": {...} or absent}
+next to `model.safetensors`. The model section alone rebuilds the network.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+Size3 = tuple[int, int, int]
+
+CONDITIONINGS = ("text", "class", "none")
+PROXY_MODES = ("mean", "first", "random")
+INJECTIONS = ("cross_attention", "interpolate", "linear")
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not one of {choices}")
+
+
+def _check_size3(name: str, value: Any) -> None:
+    if not (isinstance(value, tuple) and len(value) == 3 and all(isinstance(v, int) and v >= 1 for v in value)):
+        raise ValueError(f"{name} must be three positive integers (frames, rows, cols), got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class _ModelConfig:
+    """Fields and checks shared by every architecture."""
+
+    arch: ClassVar[str]
+
+    in_channels: int = 4
+    out_channels: int = 8  # the released layout: only the first in_channels are the prediction
+    patch_size: int = 2
+    dim: int = 1152
+    depth: int = 28
+    num_heads: int = 16
+    mlp_ratio: float = 4.0
+    norm_eps: float = 1e-6
+
+    def __post_init__(self) -> None:
+        for name in ("in_channels", "out_channels", "patch_size", "dim", "depth", "num_heads"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.dim % self.num_heads:
+            raise ValueError(f"dim={self.dim} is not divisible by num_heads={self.num_heads}")
+        if self.out_channels < self.in_channels:
+            raise ValueError(f"out_channels={self.out_channels} must be >= in_channels={self.in_channels}")
+        if self.mlp_ratio <= 0:
+            raise ValueError(f"mlp_ratio must be positive, got {self.mlp_ratio}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.num_heads
+
+    @property
+    def mlp_dim(self) -> int:
+        return int(self.dim * self.mlp_ratio)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"arch": self.arch, **dataclasses.asdict(self)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class PTDiTConfig(_ModelConfig):
+    """PT-DiT (SPEC 3). Defaults are the released XL text-to-image configuration.
+
+    Table 2 ablation switches: `proxy_mode`, `injection`, `use_global_interaction`, `use_window_attention`,
+    `use_shifted_window`, `window_size` (compression ratio) and `proxy_window` (several proxies per window).
+    """
+
+    arch: ClassVar[str] = "ptdit"
+
+    conditioning: str = "text"  # "text" (T5 captions), "class" (S-Class ablation model) or "none"
+    context_dim: int = 4096  # caption channels (T5-XXL)
+    num_classes: int = 1000  # class conditioning only; index num_classes is the null class
+    class_dropout_prob: float = 0.1
+    window_size: Size3 = (1, 8, 8)  # (p_f, p_h, p_w); default for calls that pass no window_size
+    proxy_window: Size3 | None = None  # None = one proxy per window
+    proxy_mode: str = "mean"  # "mean" | "first" | "random"
+    injection: str = "cross_attention"  # "cross_attention" | "interpolate" | "linear"
+    injection_grid: Size3 | None = None  # token grid the "linear" injection is built for
+    use_global_interaction: bool = True  # GIIM
+    use_window_attention: bool = True  # TCM window attention
+    use_shifted_window: bool = True  # TCM shifted-window attention
+    pe_interpolation_scale: float = 1.0
+    reference_compat: bool = False  # reproduce reference quirks 3 and 4 (non-square PE, strided proxies)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.dim % 16:
+            raise ValueError(f"dim={self.dim} must be divisible by 16 for the 3D sin-cos positional embedding")
+        _check_choice("conditioning", self.conditioning, CONDITIONINGS)
+        _check_choice("proxy_mode", self.proxy_mode, PROXY_MODES)
+        _check_choice("injection", self.injection, INJECTIONS)
+        _check_size3("window_size", self.window_size)
+        if self.proxy_window is not None:
+            _check_size3("proxy_window", self.proxy_window)
+            if any(w % q for w, q in zip(self.window_size, self.proxy_window, strict=True)):
+                raise ValueError(f"proxy_window {self.proxy_window} must divide window_size {self.window_size}")
+        if self.injection == "linear":
+            if self.injection_grid is None:
+                raise ValueError("injection='linear' maps M proxies to N tokens and needs injection_grid (F, Y, X)")
+            _check_size3("injection_grid", self.injection_grid)
+            if any(g % w for g, w in zip(self.injection_grid, self.window_size, strict=True)):
+                raise ValueError(f"injection_grid {self.injection_grid} is not tiled by window_size {self.window_size}")
+        if (
+            self.reference_compat
+            and self.injection == "interpolate"
+            and self.proxy_window not in (None, self.window_size)
+        ):
+            raise ValueError("reference_compat strided proxies have no grid order; use injection='cross_attention'")
+        if self.conditioning == "class" and self.num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1 for class conditioning, got {self.num_classes}")
+        if not 0.0 <= self.class_dropout_prob < 1.0:
+            raise ValueError(f"class_dropout_prob must be in [0, 1), got {self.class_dropout_prob}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiTConfig(_ModelConfig):
+    """DiT baseline (Peebles & Xie 2023): global self-attention, adaLN-Zero, class labels, learned sigma."""
+
+    arch: ClassVar[str] = "dit"
+
+    in_channels: int = 4
+    out_channels: int = 8  # learn_sigma=True doubles the channels
+    num_classes: int = 1000
+    class_dropout_prob: float = 0.1
+    input_size: int = 32  # latent side of the stored fixed positional table (DiT checkpoints carry it)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PixArtConfig(_ModelConfig):
+    """PixArt-alpha-style baseline: global self-attention, text cross-attention, adaLN-single."""
+
+    arch: ClassVar[str] = "pixart"
+
+    context_dim: int = 4096
+
+
+ModelConfig = PTDiTConfig | DiTConfig | PixArtConfig
+CONFIG_CLASSES: dict[str, type[_ModelConfig]] = {c.arch: c for c in (PTDiTConfig, DiTConfig, PixArtConfig)}
+
+
+def _coerce(value: Any, hint: Any) -> Any:
+    """JSON value -> field type (lists become tuples for tuple-typed fields)."""
+    if isinstance(value, list) and _is_tuple_hint(hint):
+        return tuple(value)
+    return value
+
+
+def _is_tuple_hint(hint: Any) -> bool:
+    if typing.get_origin(hint) is tuple:
+        return True
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(_is_tuple_hint(a) for a in typing.get_args(hint))
+    return False
+
+
+def config_from_dict(data: dict[str, Any]) -> ModelConfig:
+    """Builds a model config from its dict form; unknown keys or architectures raise ValueError naming them."""
+    data = dict(data)
+    arch = data.pop("arch", None)
+    if arch not in CONFIG_CLASSES:
+        raise ValueError(f"model config has arch={arch!r}; expected one of {sorted(CONFIG_CLASSES)}")
+    cls = CONFIG_CLASSES[arch]
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"unknown {arch} config keys {unknown}; valid keys: {sorted(names)}")
+    return cls(**{k: _coerce(v, hints[k]) for k, v in data.items()})  # type: ignore[return-value]
+
+
+def replace(config: ModelConfig, **overrides: Any) -> ModelConfig:
+    """`dataclasses.replace` that also accepts lists for tuple fields and names unknown keys."""
+    merged = {**config.to_dict(), **overrides}
+    return config_from_dict(merged)
+
+
+__all__ = [
+    "CONFIG_CLASSES",
+    "DiTConfig",
+    "ModelConfig",
+    "PTDiTConfig",
+    "PixArtConfig",
+    "config_from_dict",
+    "replace",
+]

@@ -1,0 +1,59 @@
+"""Thin adapters for pretrained text encoders and VAEs (Hugging Face transformers / diffusers).
+
+Importing this package is cheap: the submodules are loaded on first attribute access, and transformers /
+diffusers only inside the loaders (they come with the `[hub]` extra). `models/` never imports this package.
+
+Main entry points:
+
+* `load_text_encoder(name_or_path, ...) -> TextEncoder`, with `TextEncoder.encode(prompts) -> (emb, mask)`.
+* `load_vae(name_or_path, ...) -> VAE`, with `VAE.encode(pixels)` / `VAE.decode(latents)` on `B C F H W`.
+* `MissingWeightsError`: raised fast, with a one-line fix, when weights are not available offline.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ptdit.encoders.errors import MissingWeightsError
+
+if TYPE_CHECKING:
+    from ptdit.encoders.text import TextEncoder, clean_caption, load_text_encoder
+    from ptdit.encoders.vae import VAE, IdentityVAE, ImageVAE, VideoVAE, load_vae
+
+__all__ = [
+    "VAE",
+    "IdentityVAE",
+    "ImageVAE",
+    "MissingWeightsError",
+    "TextEncoder",
+    "VideoVAE",
+    "clean_caption",
+    "load_text_encoder",
+    "load_vae",
+]
+
+_LAZY = {
+    "TextEncoder": "text",
+    "clean_caption": "text",
+    "load_text_encoder": "text",
+    "VAE": "vae",
+    "IdentityVAE": "vae",
+    "ImageVAE": "vae",
+    "VideoVAE": "vae",
+    "load_vae": "vae",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import `text` / `vae` on first use (PEP 562) so that `import ptdit.encoders` stays cheap."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,294 @@
+"""Text encoders: token-level caption features and their mask for the text cross-attention.
+
+PT-DiT conditions on T5 encoder features (SPEC section 8): captions are cleaned and lower-cased, tokenized
+with padding to `max_length` (120 for training, 200 for the released weights) and truncation, and the
+attention mask is used both inside T5 and as the cross-attention key mask. The negative prompt "" becomes
+the EOS token plus padding. A CLIP text encoder (token-level `last_hidden_state`, 77 tokens) is offered
+through the same interface for small experiments.
+
+transformers is imported lazily inside the loaders (the `[hub]` extra).
+
+Shape legend: B batch (prompts), S text tokens (= max_length), C text-encoder width.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ptdit.encoders.errors import missing_weights_error, require, resolve_model
+
+__all__ = [
+    "TEXT_ENCODER_ALIASES",
+    "TEXT_ENCODER_KINDS",
+    "TextEncoder",
+    "clean_caption",
+    "load_text_encoder",
+]
+
+# Hub ids behind short names. Only used when the name is not a local folder.
+TEXT_ENCODER_ALIASES: dict[str, str] = {
+    "t5": "google/t5-v1_1-xxl",
+    "t5-xxl": "google/t5-v1_1-xxl",
+    "clip": "openai/clip-vit-large-patch14",
+    "clip-l": "openai/clip-vit-large-patch14",
+}
+
+# config.json `model_type` -> (kind, transformers encoder class). A full CLIP config ("clip") also loads as
+# the text tower alone.
+_MODEL_TYPES: dict[str, tuple[str, str]] = {
+    "t5": ("t5", "T5EncoderModel"),
+    "mt5": ("t5", "MT5EncoderModel"),
+    "umt5": ("t5", "UMT5EncoderModel"),
+    "clip_text_model": ("clip", "CLIPTextModel"),
+    "clip": ("clip", "CLIPTextModel"),
+}
+TEXT_ENCODER_KINDS = ("t5", "clip")
+_DEFAULT_MAX_LENGTH = {"t5": 120, "clip": 77}
+_DEFAULT_ENCODER_CLASS = {"t5": "T5EncoderModel", "clip": "CLIPTextModel"}
+
+# ------------------------------------------------------------------------------------------------------
+# Caption cleaning
+# ------------------------------------------------------------------------------------------------------
+
+_URL_RE = re.compile(r"\b(?:https?://|www\.)\S+", flags=re.IGNORECASE)
+_HTML_TAG_RE = re.compile(r"<[^<>]{0,200}>")
+
+
+def clean_caption(text: str) -> str:
+    """Light PixArt/DeepFloyd-style caption cleaning, then lower-casing.
+
+    A deliberately small subset of the reference's `clean_caption` (which also needs ftfy and bs4):
+    HTML entities are unescaped, URLs and HTML tags removed, whitespace collapsed, and the text
+    lower-cased. Plain captions only change case.
+
+    Args:
+        text: a raw caption.
+
+    Returns:
+        The cleaned caption.
+    """
+    text = html.unescape(text)
+    text = _URL_RE.sub(" ", text)
+    text = _HTML_TAG_RE.sub(" ", text)
+    return " ".join(text.split()).lower()
+
+
+# ------------------------------------------------------------------------------------------------------
+# Encoder
+# ------------------------------------------------------------------------------------------------------
+
+
+class TextEncoder:
+    """A Hugging Face tokenizer + encoder pair returning token features and a padding mask.
+
+    Attributes:
+        kind: "t5" or "clip".
+        max_length: number of tokens S every prompt is padded or truncated to.
+        clean_captions: whether prompts go through `clean_caption` before tokenization.
+        tokenizer: the transformers tokenizer.
+        model: the transformers encoder (eval mode, no gradients).
+    """
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        model: nn.Module,
+        *,
+        kind: str,
+        max_length: int,
+        clean_captions: bool,
+    ) -> None:
+        if kind not in TEXT_ENCODER_KINDS:
+            raise ValueError(f"kind must be one of {TEXT_ENCODER_KINDS}, got {kind!r}")
+        if max_length < 1:
+            raise ValueError(f"max_length must be positive, got {max_length}")
+        self.kind = kind
+        self.max_length = max_length
+        self.clean_captions = clean_captions
+        self.tokenizer = tokenizer
+        self.model = model.eval().requires_grad_(False)
+
+    @property
+    def dim(self) -> int:
+        """Width C of the returned features (T5 `d_model`, CLIP `hidden_size`)."""
+        config = self.model.config
+        return int(config.d_model if self.kind == "t5" else config.hidden_size)
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the encoder weights."""
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Dtype of the encoder weights (the returned features are always float32)."""
+        return next(self.model.parameters()).dtype
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> TextEncoder:
+        """Move the encoder in place; returns self."""
+        self.model.to(device=device, dtype=dtype)
+        return self
+
+    def preprocess(self, prompts: Sequence[str]) -> list[str]:
+        """Validate prompts and apply caption cleaning when enabled."""
+        if isinstance(prompts, str) or not isinstance(prompts, Sequence):
+            raise TypeError(f"prompts must be a list of strings, got {type(prompts).__name__}: {prompts!r:.80}")
+        bad = [p for p in prompts if not isinstance(p, str)]
+        if bad:
+            raise TypeError(f"every prompt must be a str, got {[type(p).__name__ for p in bad]}")
+        if len(prompts) == 0:
+            raise ValueError("prompts is empty; pass at least one prompt (use '' for the unconditional one)")
+        return [clean_caption(p) for p in prompts] if self.clean_captions else list(prompts)
+
+    def tokenize(self, prompts: Sequence[str]) -> tuple[Tensor, Tensor]:
+        """Tokenize with padding to `max_length` and truncation (warning once about dropped tokens).
+
+        Args:
+            prompts: B captions (already cleaned if cleaning is wanted; `encode` does it).
+
+        Returns:
+            `(input_ids, mask)`, both (B, S) long on the CPU; mask is 1 for real tokens (EOS included) and
+            0 for padding.
+        """
+        prompts = list(prompts)
+        # Untruncated lengths, only to report what truncation drops; verbose=False silences the
+        # tokenizer's own "sequence longer than model_max_length" log line.
+        full_lengths = [len(ids) for ids in self.tokenizer(prompts, truncation=False, verbose=False)["input_ids"]]
+        dropped = [(i, n - self.max_length) for i, n in enumerate(full_lengths) if n > self.max_length]
+        if dropped:
+            detail = ", ".join(f"prompt {i}: {k}" for i, k in dropped[:8]) + (", ..." if len(dropped) > 8 else "")
+            warnings.warn(
+                f"{len(dropped)} of {len(prompts)} prompts exceed the {self.kind} max_length={self.max_length} "
+                f"tokens and were truncated; tokens dropped ({detail})",
+                UserWarning,
+                stacklevel=3,  # point at the caller of encode()
+            )
+        batch = self.tokenizer(
+            prompts, padding="max_length", max_length=self.max_length, truncation=True, return_tensors="pt"
+        )
+        return batch["input_ids"].long(), batch["attention_mask"].long()
+
+    def encode(self, prompts: Sequence[str]) -> tuple[Tensor, Tensor]:
+        """Encode captions into token features.
+
+        Args:
+            prompts: B captions; "" gives the unconditional (negative) embedding: EOS plus padding.
+
+        Returns:
+            `(embeddings, mask)`: embeddings (B, S, C) float32 (padding positions hold the encoder's output
+            for pad tokens; use the mask), mask (B, S) long, 1 = real token, 0 = padding. Both on the
+            encoder's device.
+        """
+        input_ids, mask = self.tokenize(self.preprocess(prompts))
+        device = self.device
+        input_ids, mask = input_ids.to(device), mask.to(device)
+        # no_grad, not inference_mode: the features may later be saved for backward by the trained model.
+        with torch.no_grad():
+            out = self.model(input_ids=input_ids, attention_mask=mask)
+        return out.last_hidden_state.float(), mask  # (B, S, C), (B, S)
+
+    __call__ = encode
+
+    def __repr__(self) -> str:
+        return (
+            f"TextEncoder(kind={self.kind!r}, model={type(self.model).__name__}, dim={self.dim}, "
+            f"max_length={self.max_length}, clean_captions={self.clean_captions})"
+        )
+
+
+# ------------------------------------------------------------------------------------------------------
+# Loading
+# ------------------------------------------------------------------------------------------------------
+
+
+def _detect(config: dict[str, Any], kind: str | None, name: str) -> tuple[str, str]:
+    """Pick (kind, transformers class name) from config.json, honouring an explicit kind."""
+    model_type = config.get("model_type")
+    detected = _MODEL_TYPES.get(str(model_type))
+    if kind is not None:
+        if kind not in TEXT_ENCODER_KINDS:
+            raise ValueError(f"kind must be one of {TEXT_ENCODER_KINDS} or None, got {kind!r}")
+        if detected is not None and detected[0] != kind:
+            raise ValueError(f"{name!r} has model_type {model_type!r} ({detected[0]}), but kind={kind!r} was given")
+        return detected if detected is not None else (kind, _DEFAULT_ENCODER_CLASS[kind])
+    if detected is None:
+        raise ValueError(
+            f"cannot tell the text-encoder kind of {name!r} from its config.json model_type {model_type!r}; "
+            f"supported model types: {sorted(_MODEL_TYPES)} (or pass kind='t5' / 'clip')"
+        )
+    return detected
+
+
+def load_text_encoder(
+    name_or_path: str | os.PathLike[str],
+    *,
+    kind: str | None = None,
+    max_length: int | None = None,
+    clean_captions: bool | None = None,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    subfolder: str | None = None,
+    tokenizer_subfolder: str | None = None,
+) -> TextEncoder:
+    """Load a T5 or CLIP text encoder and its tokenizer from a local folder or a hub id.
+
+    The kind is read from the `model_type` of the model's config.json unless given. Local folders are
+    used first; hub ids are looked up in the local cache only when `HF_HUB_OFFLINE` is set.
+
+    Args:
+        name_or_path: a local folder, a hub id, or an alias from `TEXT_ENCODER_ALIASES`.
+        kind: "t5" or "clip"; None detects it.
+        max_length: tokens per prompt; None gives 120 for T5 (paper; use 200 for the released weights)
+            and the position limit (77) for CLIP.
+        clean_captions: apply `clean_caption`; None means on for T5 (reference) and off for CLIP.
+        device: device for the encoder.
+        dtype: weight dtype (T5 is run in float32 by the reference; bf16 / fp16 T5 can overflow).
+        subfolder: folder of the model inside `name_or_path` (e.g. "text_encoder" in a pipeline repo).
+        tokenizer_subfolder: folder of the tokenizer (e.g. "tokenizer"); defaults to `subfolder`.
+
+    Returns:
+        The text encoder in eval mode.
+
+    Raises:
+        MissingWeightsError: if the weights cannot be found locally (or downloaded when online).
+        ImportError: if transformers is not installed.
+    """
+    name = os.fspath(name_or_path)
+    if not os.path.isdir(os.path.expanduser(name)):
+        name = TEXT_ENCODER_ALIASES.get(name, name)
+    resolved = resolve_model(name, what="text encoder", subfolder=subfolder)
+    kind, class_name = _detect(resolved.config, kind, name)
+    transformers = require("transformers", "hub")
+
+    kwargs = resolved.from_pretrained_kwargs()
+    tok_kwargs = dict(kwargs)
+    if tokenizer_subfolder is not None:
+        tok_kwargs["subfolder"] = tokenizer_subfolder
+    # transformers 5 renamed `torch_dtype` to `dtype` (the old name still works there, with a warning).
+    dtype_key = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(resolved.source, **tok_kwargs)
+        model = getattr(transformers, class_name).from_pretrained(resolved.source, **kwargs, **{dtype_key: dtype})
+    except OSError as exc:  # transformers reports missing or unreadable files as OSError
+        raise missing_weights_error(resolved, "text encoder", exc) from exc
+    model.to(device=device)
+
+    if max_length is None:
+        max_length = _DEFAULT_MAX_LENGTH[kind]
+        if kind == "clip":
+            max_length = int(getattr(model.config, "max_position_embeddings", max_length))
+    if kind == "clip" and max_length > model.config.max_position_embeddings:
+        raise ValueError(
+            f"max_length={max_length} exceeds the CLIP position limit {model.config.max_position_embeddings}"
+        )
+    if clean_captions is None:
+        clean_captions = kind == "t5"
+    return TextEncoder(tokenizer, model, kind=kind, max_length=max_length, clean_captions=clean_captions)

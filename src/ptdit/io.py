@@ -1,0 +1,85 @@
+"""Checkpoint-folder I/O: atomic writes, safe reads with one-line errors (never unpickles)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+@contextlib.contextmanager
+def atomic_directory(final_dir: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yields a temporary sibling folder; on success it replaces `final_dir` in one rename.
+
+    A crash or exception inside the block leaves `final_dir` as it was (the temporary folder is removed).
+    """
+    final = Path(final_dir)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        yield tmp
+        old = None
+        if final.exists():
+            old = final.parent / f".{final.name}.old-{os.getpid()}"
+            os.replace(final, old)
+        os.replace(tmp, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | os.PathLike[str], what: str = "JSON file") -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} not found")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{what} {path} is not valid JSON ({err}); fix or regenerate it") from None
+
+
+def load_safetensors(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """Reads a safetensors file; a missing, truncated or corrupt file gives a one-line error."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} not found")
+    try:
+        return load_file(str(path), device=str(device))
+    except Exception as err:  # safetensors raises its own error types for every kind of damage
+        raise ValueError(f"weights file {path} is corrupt or truncated ({err}); re-download or re-create it") from None
+
+
+def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Reads `.safetensors`, or `.pt`/`.pth`/`.bin` with `torch.load(weights_only=True)` (no arbitrary unpickling)."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return load_safetensors(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} not found")
+    if path.suffix not in (".pt", ".pth", ".bin", ".ckpt"):
+        raise ValueError(f"unsupported weights file {path.name}: expected .safetensors, .pt, .pth, .bin or .ckpt")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(
+            f"cannot read {path} with torch.load(weights_only=True) ({str(err).splitlines()[0]}); "
+            "it is corrupt or holds objects other than tensors"
+        ) from None

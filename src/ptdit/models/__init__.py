@@ -1,0 +1,1 @@
+"""Networks: PT-DiT and the DiT / PixArt-alpha baselines."""

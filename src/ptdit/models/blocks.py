@@ -1,0 +1,161 @@
+"""The PT-DiT block (SPEC 3.7): global interaction through proxies, texture complement, text, FFN.
+
+Shape legend: B batch, M windows, W tokens per window, L = M W tokens, P proxy tokens, S text tokens,
+D width. Inside the blocks tokens stay windowed, (B, M, W, D); operations over all tokens view the same
+memory as (B, L, D) (they are permutation-equivariant, so token order does not matter to them).
+
+Attribute names follow the released checkpoint (SPEC 12), so its state dict loads without renaming;
+`proxy_scale_shift_table` modulates the shifted-window branch despite its name.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from ptdit.attention.modules import Attention, masked_window_attention
+from ptdit.attention.proxy import pool_proxy_tokens, proxy_grid
+from ptdit.attention.window import WindowLayout
+from ptdit.config import PTDiTConfig
+from ptdit.nn.layers import FeedForward, layer_norm, modulate
+
+
+def _table(rows: int, dim: int) -> nn.Parameter:
+    """A modulation table initialised as randn / sqrt(D) (SPEC 3.12)."""
+    return nn.Parameter(torch.randn(rows, dim) / math.sqrt(dim))
+
+
+class PTDiTBlock(nn.Module):
+    """One PT-Block. Modules that an ablation switches off are not created (and hold no parameters).
+
+    Runtime attributes:
+        split_shifted_windows: run the mask-free shifted windows unmasked (fast path, default) instead of
+            masking every window (reference path); both give the same result.
+        proxy_generator: random source for proxy_mode="random".
+    """
+
+    def __init__(self, config: PTDiTConfig) -> None:
+        super().__init__()
+        D, heads, eps = config.dim, config.num_heads, config.norm_eps
+        self.config = config
+        self.split_shifted_windows = True
+        self.proxy_generator: torch.Generator | None = None
+        self.scale_shift_table = _table(6, D)  # T6: shift/scale/gate of window attention, then of the MLP
+
+        # 1. Global information interaction (GIIM)
+        if config.use_global_interaction:
+            self.proxy_norm1 = layer_norm(D, eps)
+            self.proxy_attn1 = Attention(D, heads)
+            self.proxy_cross_norm = layer_norm(D, eps)
+            if config.injection == "cross_attention":
+                self.norm_before = layer_norm(D, eps)
+                self.pvisual_attn2 = Attention(D, heads)
+            elif config.injection == "linear":
+                num_tokens = math.prod(config.injection_grid)
+                per_proxy = math.prod(config.proxy_window or config.window_size)
+                self.proxy_to_tokens = nn.Linear(num_tokens // per_proxy, num_tokens)  # along the token axis
+            self.linear_1_visual = nn.Linear(D, D)  # zero-initialised (paper: "ZeroLinear")
+
+        # 2. Texture complement (TCM): window attention, then shifted-window attention
+        if config.use_window_attention:
+            self.norm1 = layer_norm(D, eps)
+            self.attn1 = Attention(D, heads)
+        if config.use_shifted_window:
+            self.proxy_scale_shift_table = _table(3, D)  # T3: added to the first three rows of t6
+            self.shift_window_norm = layer_norm(D, eps)
+            self.attn3 = Attention(D, heads)
+            self.linear_2 = nn.Linear(D, D)  # zero-initialised
+
+        # 3. Text cross-attention (captions are projected to width D before the blocks)
+        if config.conditioning == "text":
+            self.attn2 = Attention(D, heads)
+
+        # 4. FFN
+        self.norm2 = layer_norm(D, eps)
+        self.ff = FeedForward(D, config.mlp_dim)
+
+    def forward(
+        self,
+        x_BMWD: torch.Tensor,
+        t6_B6D: torch.Tensor,
+        layout: WindowLayout,
+        ctx_BSD: torch.Tensor | None = None,
+        ctx_mask_B1S: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Args: windowed tokens (B, M, W, D); adaLN-single output t6 (B, 6, D); the grid layout; projected
+        captions (B, S, D) and their boolean key mask (B, 1, S) or None. Returns (B, M, W, D)."""
+        B, M, W, D = x_BMWD.shape
+        # Per-sample modulation broadcast as (B, 1, 1, D) (the reference tiles it wrongly: SPEC 11.1).
+        mod_B6D = self.scale_shift_table[None] + t6_B6D
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mod_B6D[:, :, None, None].unbind(1)
+
+        # 1. Global information interaction: proxies from the block input, no modulation, no gate
+        if self.config.use_global_interaction:
+            x_BMWD = x_BMWD + self.global_interaction(x_BMWD, layout)
+
+        # 2. Texture complement: window attention, then shifted-window attention
+        if self.config.use_window_attention:
+            x_BMWD = x_BMWD + gate_msa * self.attn1(modulate(self.norm1(x_BMWD), shift_msa, scale_msa))
+        if self.config.use_shifted_window:
+            x_BMWD = x_BMWD + self.shifted_window_attention(x_BMWD, t6_B6D, layout)
+
+        # 3. Text cross-attention (PixArt style: query not normalised, no gate, no modulation)
+        if self.config.conditioning == "text":
+            x_BLD = x_BMWD.reshape(B, M * W, D)
+            x_BMWD = x_BMWD + self.attn2(x_BLD, ctx_BSD, mask=ctx_mask_B1S).view(B, M, W, D)
+
+        # 4. FFN
+        return x_BMWD + gate_mlp * self.ff(modulate(self.norm2(x_BMWD), shift_mlp, scale_mlp))
+
+    def global_interaction(self, x_BMWD: torch.Tensor, layout: WindowLayout) -> torch.Tensor:
+        """GIIM (Eq. 1): proxies attend globally, then pass the information back to every token."""
+        B, M, W, D = x_BMWD.shape
+        cfg = self.config
+        prox_BPD = pool_proxy_tokens(
+            x_BMWD,
+            layout,
+            cfg.proxy_window,
+            mode=cfg.proxy_mode,
+            strided=cfg.reference_compat,
+            generator=self.proxy_generator,
+        )
+        prox_BPD = prox_BPD + self.proxy_attn1(self.proxy_norm1(prox_BPD))  # global self-attention, no mask
+        kv_BPD = self.proxy_cross_norm(prox_BPD)
+        if cfg.injection == "cross_attention":
+            q_BLD = self.norm_before(x_BMWD).reshape(B, M * W, D)
+            inj_BMWD = self.pvisual_attn2(q_BLD, kv_BPD).view(B, M, W, D)
+        elif cfg.injection == "interpolate":
+            # Upsample the proxy grid to the token grid; trilinear with an unchanged frame axis equals
+            # bilinear per frame, so one call covers images and video.
+            pf, py, px = proxy_grid(layout, cfg.proxy_window or layout.window)
+            prox_BDFYX = rearrange(kv_BPD, "b (f y x) d -> b d f y x", f=pf, y=py, x=px)
+            up_BDFYX = F.interpolate(prox_BDFYX, size=layout.grid, mode="trilinear", align_corners=False)
+            inj_BMWD = layout.partition(rearrange(up_BDFYX, "b d f y x -> b (f y x) d"))
+        else:  # "linear": a learned (L, P) map along the token axis, tokens in window order
+            if layout.grid != cfg.injection_grid:
+                raise ValueError(
+                    f"injection='linear' was built for token grid {cfg.injection_grid}, got grid {layout.grid}"
+                )
+            inj_BMWD = self.proxy_to_tokens(kv_BPD.transpose(1, 2)).transpose(1, 2).reshape(B, M, W, D)
+        return self.linear_1_visual(inj_BMWD)
+
+    def shifted_window_attention(
+        self, x_BMWD: torch.Tensor, t6_B6D: torch.Tensor, layout: WindowLayout
+    ) -> torch.Tensor:
+        """SWSA (Eq. 2): attention inside windows of the grid rolled by half a window, with the region mask."""
+        sw_B3D = self.proxy_scale_shift_table[None] + t6_B6D[:, :3]
+        shift_sw, scale_sw, gate_sw = sw_B3D[:, :, None, None].unbind(1)
+        # Roll and modulation commute (modulation is per sample), so modulate first, then roll.
+        h_BMWD = modulate(self.shift_window_norm(x_BMWD), shift_sw, scale_sw)
+        if not layout.has_shift:  # windows of size 1: nothing to shift, nothing to mask
+            out_BMWD = self.attn3(h_BMWD)
+        else:
+            device = x_BMWD.device
+            split = layout.shift_split(device) if self.split_shifted_windows else None
+            rolled_BMWD = masked_window_attention(self.attn3, layout.roll(h_BMWD), layout.shift_mask(device), split)
+            out_BMWD = layout.roll(rolled_BMWD, inverse=True)
+        return self.linear_2(gate_sw * out_BMWD)  # gate before the zero-init linear: its bias is not gated

@@ -1,0 +1,1 @@
+"""Generic layers without diffusion knowledge."""

@@ -1,0 +1,1 @@
+"""Training utilities (parallelism wrappers applied from outside the single-device model code)."""
