@@ -24,13 +24,14 @@ def mask_to_additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 def attention_reference(
     q_BNLK: torch.Tensor, k_BNSK: torch.Tensor, v_BNSK: torch.Tensor, mask: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Plain softmax(Q K^T / sqrt(K)) V with the softmax in float32; the numerical reference for every backend."""
+    """Plain softmax(Q K^T / sqrt(K)) V computed in at least float32; the numerical reference for every backend."""
     scale = 1.0 / math.sqrt(q_BNLK.shape[-1])
-    logits_BNLS = torch.einsum("bnlk,bnsk->bnls", q_BNLK.float(), k_BNSK.float()) * scale
+    compute = torch.promote_types(q_BNLK.dtype, torch.float32)
+    logits_BNLS = torch.einsum("bnlk,bnsk->bnls", q_BNLK.to(compute), k_BNSK.to(compute)) * scale
     if mask is not None:
-        logits_BNLS = logits_BNLS + mask_to_additive(mask, torch.float32)
+        logits_BNLS = logits_BNLS + mask_to_additive(mask, compute)
     probs_BNLS = logits_BNLS.softmax(dim=-1)
-    out_BNLK = torch.einsum("bnls,bnsk->bnlk", probs_BNLS, v_BNSK.float())
+    out_BNLK = torch.einsum("bnls,bnsk->bnlk", probs_BNLS, v_BNSK.to(compute))
     return out_BNLK.to(q_BNLK.dtype)
 
 
