@@ -289,7 +289,7 @@ class FlowSchedule(NoiseSchedule):
             tau = torch.sigmoid(torch.randn(batch_size, generator=generator, device=rng_device))
         else:
             tau = torch.rand(batch_size, generator=generator, device=rng_device)
-        t = shift_timesteps(tau * FLOW_T_MAX, shift)
+        t = shift_timesteps(tau.double() * FLOW_T_MAX, shift)
         return t.to(device=device if device is not None else rng_device, dtype=torch.float32)
 
     def timestep_grid(self, num_steps: int, *, shift: float = 1.0) -> TimestepGrid:

@@ -3,8 +3,8 @@
 Pretrained weights are optional in ptdit, and the machines it is developed on have no route to the
 Hugging Face hub. Loading therefore never waits on the network when it cannot help: a local folder is
 used as is, a hub id is looked up in the local cache only when `HF_HUB_OFFLINE` (or
-`TRANSFORMERS_OFFLINE`) is set, and every failure becomes one `MissingWeightsError` line that says how to
-point the library at a local copy.
+`TRANSFORMERS_OFFLINE`) is set or the hub host does not answer a quick TCP probe, and every failure
+becomes one `MissingWeightsError` line that says how to point the library at a local copy.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import socket
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -158,25 +160,43 @@ def resolve_model(name_or_path: str | os.PathLike[str], *, what: str, subfolder:
     return _resolve_hub_id(name, what=what, subfolder=subfolder)
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Cheap TCP probe of the hub endpoint, so that a machine without network fails in seconds.
+
+    Without it huggingface_hub retries a refused or unresolvable host for about 25 s. Behind an HTTP(S)
+    proxy the direct probe says nothing, so the hub is assumed reachable there.
+    """
+    if any(os.environ.get(var) for var in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    endpoint = urllib.parse.urlsplit(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname or "huggingface.co", port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
 def _resolve_hub_id(repo_id: str, *, what: str, subfolder: str | None) -> ResolvedModel:
     """Fetch (or, offline, look up in the cache) the `config.json` of a hub model."""
     hub = require("huggingface_hub", "hub")
-    offline = hub_offline()
+    if hub_offline():
+        local_only, why = True, "not a local folder and not in the Hugging Face cache (HF_HUB_OFFLINE is set)"
+    elif not _hub_reachable():
+        local_only, why = True, "not a local folder, not in the Hugging Face cache, and the hub is unreachable"
+    else:
+        local_only, why = False, "not a local folder and the hub download failed"
     try:
-        config_path = hub.hf_hub_download(repo_id, "config.json", subfolder=subfolder, local_files_only=offline)
+        config_path = hub.hf_hub_download(repo_id, "config.json", subfolder=subfolder, local_files_only=local_only)
     except Exception as exc:
         # Any failure to fetch the config (LocalEntryNotFoundError offline, RepositoryNotFoundError, gated
         # repos, HTTP / connection errors whose base classes differ between huggingface_hub versions, invalid
         # repo ids) means the weights are unavailable; the original error stays attached as __cause__.
-        reason = (
-            "not a local folder and not in the Hugging Face cache (HF_HUB_OFFLINE is set)"
-            if offline
-            else (f"not a local folder and the hub download failed ({type(exc).__name__})")
-        )
+        reason = why if local_only else f"{why} ({type(exc).__name__})"
         raise MissingWeightsError(_missing_message(repo_id, what, reason, subfolder)) from exc
     with open(config_path, encoding="utf-8") as handle:
         config = json.load(handle)
-    return ResolvedModel(repo_id, subfolder, offline, config)
+    return ResolvedModel(repo_id, subfolder, local_only, config)
 
 
 def missing_weights_error(resolved: ResolvedModel, what: str, exc: BaseException) -> MissingWeightsError:
