@@ -146,6 +146,64 @@ class PixArtConfig(_ModelConfig):
     context_dim: int = 4096
 
 
+TASKS = ("t2i", "t2v", "t2mv", "class", "uncond")
+OBJECTIVES = ("flow", "vp-v", "vp-eps")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PipelineConfig:
+    """What a checkpoint needs to generate: task, objective, encoders and sampling defaults.
+
+    Stored as the `pipeline` section of a checkpoint's config.json, so `ptdit sample` needs no other flags.
+    `text_encoder` and `vae` are local folders, hub ids or aliases (see `ptdit.encoders`); "identity" is the
+    weight-free pixel-space autoencoder.
+    """
+
+    task: str = "t2i"  # t2i | t2v | t2mv (views as frames) | class | uncond
+    objective: str = "flow"  # rectified flow (reference) | v- or eps-prediction on a VP schedule
+    beta_schedule: str = "linear"  # VP objectives only: linear | cosine
+    timestep_shift: bool = True  # the reference's resolution/frame-dependent shift, in training and sampling
+    shift_scale: float = 1.0
+    text_encoder: str | None = "t5"
+    text_max_length: int = 120  # 120 for training (paper); 200 for the released weights
+    vae: str = "identity"
+    sampler: str = "flow-euler"
+    steps: int = 30
+    cfg_scale: float = 4.0
+    negative_prompt: str = ""
+    height: int = 1024  # default pixel size
+    width: int = 1024
+    frames: int = 1  # pixel frames (views for t2mv)
+    fps: int = 8
+    window_size: Size3 | None = None  # None: the paper's rule (64 windows for images, p_f = 4 for video)
+    class_names: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        _check_choice("task", self.task, TASKS)
+        _check_choice("objective", self.objective, OBJECTIVES)
+        _check_choice("beta_schedule", self.beta_schedule, ("linear", "cosine"))
+        for name in ("text_max_length", "steps", "height", "width", "frames", "fps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"pipeline {name} must be a positive integer, got {value!r}")
+        if self.window_size is not None:
+            _check_size3("window_size", self.window_size)
+        if self.task in ("t2i", "t2v", "t2mv") and not self.text_encoder:
+            raise ValueError(f"task {self.task!r} needs a text_encoder (a local folder, hub id or alias)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PipelineConfig:
+        hints = typing.get_type_hints(cls)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown pipeline config keys {unknown}; valid keys: {sorted(names)}")
+        return cls(**{k: _coerce(v, hints[k]) for k, v in data.items()})
+
+
 ModelConfig = PTDiTConfig | DiTConfig | PixArtConfig
 CONFIG_CLASSES: dict[str, type[_ModelConfig]] = {c.arch: c for c in (PTDiTConfig, DiTConfig, PixArtConfig)}
 
@@ -191,6 +249,7 @@ __all__ = [
     "DiTConfig",
     "ModelConfig",
     "PTDiTConfig",
+    "PipelineConfig",
     "PixArtConfig",
     "config_from_dict",
     "replace",

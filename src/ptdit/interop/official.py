@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ptdit.config import PTDiTConfig
+from ptdit.config import PipelineConfig, PTDiTConfig
 from ptdit.io import load_state_dict_file, read_json
 from ptdit.models.registry import build_model, check_state_dict, save_model
 
@@ -34,6 +34,24 @@ _IGNORED = {
 }  # fmt: skip
 _NESTING_KEYS = ("state_dict", "model", "module", "ema", "model_ema", "predictor", "params")
 _BUFFERS = ("pos_embed.pos_embed",)
+
+# How the reference samples the released T2I weights (SPEC 8): rectified-flow Euler, 30 steps, CFG 4.0,
+# 200 T5 tokens, timestep shift, 1024 px. The T5-XXL encoder and the SD VAE must be available locally
+# (`ptdit sample --text-encoder DIR --vae DIR` points at them). That the release decodes with the SD VAE
+# (f8, 4 channels) is our assumption: the spec names no VAE for the T2I model.
+RELEASED_PIPELINE = PipelineConfig(
+    task="t2i",
+    objective="flow",
+    timestep_shift=True,
+    text_encoder="t5-xxl",
+    text_max_length=200,
+    vae="sd-vae-ema",
+    sampler="flow-euler",
+    steps=30,
+    cfg_scale=4.0,
+    height=1024,
+    width=1024,
+)
 
 
 def _parse_value(value: Any) -> Any:
@@ -147,7 +165,7 @@ def convert_official(
     if dtype is not None:
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     model.load_state_dict(state, strict=True, assign=True)
-    return save_model(model, out_dir)
+    return save_model(model, out_dir, pipeline=RELEASED_PIPELINE.to_dict())
 
 
 def _metadata_config(weights: str | os.PathLike[str]) -> dict[str, Any]:
