@@ -26,13 +26,20 @@ def t5_dir(tmp_path_factory):
 def _checkpoint(folder: Path, t5: Path | None, **pipeline) -> Path:
     conditioning = "class" if pipeline.get("task") == "class" else "text"
     in_channels = pipeline.pop("in_channels", 3)
-    cfg = PTDiTConfig(dim=32, depth=1, num_heads=2, context_dim=TINY_T5_DIM, in_channels=in_channels,
-                      out_channels=2 * in_channels, window_size=(1, 2, 2), conditioning=conditioning,
-                      num_classes=5)  # fmt: skip
+    cfg = PTDiTConfig(
+        dim=32,
+        depth=1,
+        num_heads=2,
+        context_dim=TINY_T5_DIM,
+        in_channels=in_channels,
+        out_channels=2 * in_channels,
+        window_size=(1, 2, 2),
+        conditioning=conditioning,
+        num_classes=5,
+    )
     torch.manual_seed(0)
     model = randomize_(ptdit.PTDiT(cfg))
-    settings = dict(text_encoder=str(t5) if t5 else None, vae="identity", steps=2, cfg_scale=2.0, height=16,
-                    width=16)  # fmt: skip
+    settings = dict(text_encoder=str(t5) if t5 else None, vae="identity", steps=2, cfg_scale=2.0, height=16, width=16)
     settings.update(pipeline)
     return ptdit.save_model(model, folder, pipeline=PipelineConfig(**settings).to_dict())
 
@@ -40,8 +47,23 @@ def _checkpoint(folder: Path, t5: Path | None, **pipeline) -> Path:
 def test_sample_images_with_metadata_and_grid(tmp_path, t5_dir):
     ckpt = _checkpoint(tmp_path / "ckpt", t5_dir)
     out = tmp_path / "out"
-    code = main(["sample", "--checkpoint", str(ckpt), "--prompt", "a red circle", "--prompt", "a blue square",
-                 "--out", str(out), "--seed", "7", "--batch-size", "1"])  # fmt: skip
+    code = main(
+        [
+            "sample",
+            "--checkpoint",
+            str(ckpt),
+            "--prompt",
+            "a red circle",
+            "--prompt",
+            "a blue square",
+            "--out",
+            str(out),
+            "--seed",
+            "7",
+            "--batch-size",
+            "1",
+        ]
+    )
     assert code == 0
     pngs = sorted(out.glob("0*.png"))
     assert [p.name for p in pngs] == ["000-a-red-circle.png", "001-a-blue-square.png"]
@@ -98,8 +120,9 @@ def test_sample_multiview_writes_views_row_and_turntable(tmp_path, t5_dir):
 def test_sample_class_conditional(tmp_path):
     ckpt = _checkpoint(tmp_path / "ckpt", None, task="class", text_encoder=None)
     out = tmp_path / "out"
-    assert main(["sample", "--checkpoint", str(ckpt), "--class-label", "1", "--class-label", "4",
-                 "--out", str(out)]) == 0  # fmt: skip
+    assert (
+        main(["sample", "--checkpoint", str(ckpt), "--class-label", "1", "--class-label", "4", "--out", str(out)]) == 0
+    )
     assert len(list(out.glob("0*.png"))) == 2
     assert main(["sample", "--checkpoint", str(ckpt), "--class-label", "9", "--out", str(tmp_path / "x")]) == 2
 
@@ -108,8 +131,9 @@ def test_sample_with_a_real_vae_folder(tmp_path, t5_dir):
     vae = make_tiny_vae(tmp_path / "vae")  # AutoencoderKL, 2x down, 4 channels
     ckpt = _checkpoint(tmp_path / "ckpt", t5_dir, vae=str(vae), in_channels=4, height=32, width=32)
     out = tmp_path / "out"
-    assert main(["sample", "--checkpoint", str(ckpt), "--prompt", "x", "--sampler", "flow-heun", "--out",
-                 str(out)]) == 0  # fmt: skip
+    assert (
+        main(["sample", "--checkpoint", str(ckpt), "--prompt", "x", "--sampler", "flow-heun", "--out", str(out)]) == 0
+    )
     assert PIL.open(out / "000-x.png").size == (32, 32)
 
 
@@ -152,8 +176,9 @@ def test_pipeline_euler_matches_reference_loop(t5_dir):
     from ptdit.encoders import IdentityVAE, load_text_encoder
     from ptdit.sampling.pipeline import GenerationPipeline
 
-    cfg = PTDiTConfig(dim=32, depth=1, num_heads=2, context_dim=TINY_T5_DIM, in_channels=3, out_channels=6,
-                      window_size=(1, 2, 2))  # fmt: skip
+    cfg = PTDiTConfig(
+        dim=32, depth=1, num_heads=2, context_dim=TINY_T5_DIM, in_channels=3, out_channels=6, window_size=(1, 2, 2)
+    )
     torch.manual_seed(0)
     model = randomize_(ptdit.PTDiT(cfg)).eval()
     encoder = load_text_encoder(str(t5_dir), max_length=16)
@@ -171,8 +196,9 @@ def test_pipeline_euler_matches_reference_loop(t5_dir):
         for i in range(5):
             t = torch.tensor([ts[i]] * 2, dtype=torch.float32)
             # the paper's window rule keeps 8 x 8 windows: an 8 x 8 token grid gets windows of one token
-            out = model(torch.cat([x, x]).float(), t, torch.cat([emb, neg]), torch.cat([mask, neg_mask]),
-                        window_size=(1, 1, 1))[:, :3]  # fmt: skip
+            out = model(
+                torch.cat([x, x]).float(), t, torch.cat([emb, neg]), torch.cat([mask, neg_mask]), window_size=(1, 1, 1)
+            )[:, :3]
             v_c, v_u = out.double().chunk(2)
             x = x + (v_u + 3.0 * (v_c - v_u)) * (ts[i] - ts[i + 1]) / 1000
     torch.testing.assert_close(got, x.float().clamp(-1, 1), atol=1e-4, rtol=1e-4)

@@ -20,6 +20,9 @@ class AttentionBackend(str, enum.Enum):
 
     MATH = "math"  # reference: explicit QK^T, float32 softmax, AV. Slow, exact, always available.
     SDPA = "sdpa"  # torch.nn.functional.scaled_dot_product_attention (flash / memory-efficient / math kernels).
+    # torch.nn.attention.flex_attention: boolean masks become block masks, so fully masked tiles are skipped.
+    # Compiled on CUDA (the intended use); on CPU it runs torch's unfused eager path, forward only.
+    FLEX = "flex"
 
 
 _current: contextvars.ContextVar[AttentionBackend | None] = contextvars.ContextVar(
@@ -56,3 +59,20 @@ def check_backend_inputs(backend: AttentionBackend, q: torch.Tensor, mask: torch
         raise ValueError(f"attention masks must be boolean (True = may attend), got dtype {mask.dtype}")
     if q.dim() != 4:
         raise ValueError(f"attention expects q, k, v of shape (B, heads, L, head_dim), got q of shape {tuple(q.shape)}")
+
+
+def check_flex_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+    """Raises ValueError naming the requirement when FlexAttention cannot run these inputs."""
+    try:
+        from torch.nn.attention import flex_attention  # noqa: F401  (availability check only)
+    except ImportError as err:
+        raise ValueError(
+            f"attention backend 'flex' needs torch >= 2.5 (torch.nn.attention.flex_attention), got {torch.__version__}"
+        ) from err
+    if q.device.type == "cpu" and torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
+        raise ValueError(
+            "attention backend 'flex' has no backward on CPU in torch; use it on CUDA for training, or run on CPU "
+            "without gradients (torch.no_grad / inference_mode)"
+        )
+    if not (q.dtype == k.dtype == v.dtype):
+        raise ValueError(f"attention backend 'flex' needs one dtype for q, k, v, got {q.dtype}, {k.dtype}, {v.dtype}")

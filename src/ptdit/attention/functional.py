@@ -1,18 +1,20 @@
-"""The one attention entry point, with a reference (math) path and a fast (SDPA) path.
+"""The one attention entry point, with a reference (math) path and fast (SDPA, FlexAttention) paths.
 
 Shape legend: B batch (may include windows), N heads, L query tokens, S key tokens, K head dim.
 Mask convention: boolean, True = may attend (SDPA semantics), broadcastable to (B, N, L, S). This file is the
-only place where a boolean mask becomes additive logits.
+only place where a boolean mask becomes additive logits (or, for FLEX, a block mask).
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
-from ptdit.attention.backends import AttentionBackend, check_backend_inputs, resolve_backend
+from ptdit.attention.backends import AttentionBackend, check_backend_inputs, check_flex_inputs, resolve_backend
 
 
 def mask_to_additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -58,4 +60,54 @@ def attention(
     check_backend_inputs(resolved, q_BNLK, mask)
     if resolved is AttentionBackend.MATH:
         return attention_reference(q_BNLK, k_BNSK, v_BNSK, mask)
+    if resolved is AttentionBackend.FLEX:
+        return flex_attention(q_BNLK, k_BNSK, v_BNSK, mask)
     return F.scaled_dot_product_attention(q_BNLK, k_BNSK, v_BNSK, attn_mask=mask)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# FlexAttention backend
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=2)
+def _flex_kernel(device_type: str) -> Callable[..., torch.Tensor]:
+    """torch's flex_attention, compiled on CUDA (eager flex materialises the scores, which defeats its purpose);
+    eager elsewhere (CPU compilation costs tens of seconds per shape)."""
+    from torch.nn.attention.flex_attention import flex_attention as flex
+
+    return torch.compile(flex, dynamic=False) if device_type == "cuda" else flex
+
+
+def mask_to_block_mask(mask: torch.Tensor, q_len: int, kv_len: int, device: torch.device) -> object:
+    """Boolean mask broadcastable to (B, N, L, S) -> a FlexAttention BlockMask (True = may attend).
+
+    Size-1 batch / head axes stay broadcast (B or H = None), so a mask shared by every sample is built once.
+    """
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    mask_BNLS = mask.reshape((1,) * (4 - mask.dim()) + tuple(mask.shape))
+    mask_BNLS = mask_BNLS.expand(mask_BNLS.shape[0], mask_BNLS.shape[1], q_len, kv_len)
+    batched, per_head = mask_BNLS.shape[0] > 1, mask_BNLS.shape[1] > 1
+
+    def mask_mod(b: torch.Tensor, h: torch.Tensor, q_idx: torch.Tensor, kv_idx: torch.Tensor) -> torch.Tensor:
+        return mask_BNLS[b if batched else 0, h if per_head else 0, q_idx, kv_idx]
+
+    B = mask_BNLS.shape[0] if batched else None
+    H = mask_BNLS.shape[1] if per_head else None
+    return create_block_mask(mask_mod, B, H, q_len, kv_len, device=device)
+
+
+def flex_attention(
+    q_BNLK: torch.Tensor, k_BNSK: torch.Tensor, v_BNSK: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Attention through torch.nn.attention.flex_attention; a boolean mask becomes a block mask.
+
+    Raises ValueError when flex is unavailable or cannot run the inputs (see `check_flex_inputs`).
+    """
+    check_flex_inputs(q_BNLK, k_BNSK, v_BNSK)
+    block_mask = None
+    if mask is not None:
+        block_mask = mask_to_block_mask(mask, q_BNLK.shape[-2], k_BNSK.shape[-2], q_BNLK.device)
+    kernel = _flex_kernel(q_BNLK.device.type)
+    return kernel(q_BNLK.contiguous(), k_BNSK.contiguous(), v_BNSK.contiguous(), block_mask=block_mask)

@@ -72,8 +72,12 @@ def pool_proxy_tokens(
         groups = rearrange(
             x_BMWD,
             "b m (wf ay ky ax kx) d -> b (m ky kx) (wf ay ax) d",
-            wf=window[0], ay=proxy_window[1], ky=ky, ax=proxy_window[2], kx=kx,
-        )  # fmt: skip
+            wf=window[0],
+            ay=proxy_window[1],
+            ky=ky,
+            ax=proxy_window[2],
+            kx=kx,
+        )
         return groups.mean(dim=2)
     grid_BFYXD = window_reverse(x_BMWD, layout.grid, window)
     return _reduce_groups(window_partition(grid_BFYXD, proxy_window), mode, generator)

@@ -37,8 +37,13 @@ def window_reverse(x_BMWD: torch.Tensor, grid: Size3, window: Size3) -> torch.Te
     return rearrange(
         x_BMWD,
         "b (f y x) (wf wy wx) d -> b (f wf) (y wy) (x wx) d",
-        f=nf // wf, y=ny // wy, x=nx // wx, wf=wf, wy=wy, wx=wx,
-    )  # fmt: skip
+        f=nf // wf,
+        y=ny // wy,
+        x=nx // wx,
+        wf=wf,
+        wy=wy,
+        wx=wx,
+    )
 
 
 def shift_windows(x_BFYXD: torch.Tensor, shift: Size3) -> torch.Tensor:

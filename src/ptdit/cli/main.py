@@ -7,9 +7,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ptdit.cli import convert, demo, models
+from ptdit.cli import bench, convert, demo, flops, models, sample, train
 
-SUBCOMMANDS = (models, convert, demo)
+SUBCOMMANDS = (models, convert, demo, train, sample, flops, bench)
 USER_ERRORS = (ValueError, FileNotFoundError, ImportError, NotADirectoryError, PermissionError, KeyError)
 
 

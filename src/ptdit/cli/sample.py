@@ -135,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
             "prompt": item if cfg.task in ("t2i", "t2v", "t2mv") else None,
             "class_label": item if cfg.task == "class" else None,
             "negative_prompt": (cfg.negative_prompt if args.negative_prompt is None else args.negative_prompt)
-            if cfg.task != "class" else None,
+            if cfg.task != "class"
+            else None,
             "seed": args.seed + i,
             "steps": steps,
             "cfg": scale,
@@ -147,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
             "checkpoint": str(Path(args.checkpoint).resolve()),
         }
         for i, item in enumerate(items)
-    ]  # fmt: skip
+    ]
     written = write_samples(pixels, Path(args.out), records, kind=kind, fps=cfg.fps)
     print(f"wrote {len(items)} {kind} sample(s) to {args.out}/ ({len(written)} files; grid: {args.out}/grid.png)")
     return 0

@@ -15,7 +15,7 @@ Shapes: B batch, C latent channels; x0 is (B, C, F, H, W) (any (B, C, ...) works
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import torch
@@ -92,8 +92,32 @@ class DiffusionLoss:
         Returns:
             (B,) float32 loss per sample; average it for the batch loss.
         """
-        t = self.sample_t(x0, generator=generator)  # (B,)
-        noise = self.sample_noise(x0, generator=generator)
+        t, noise = self.draw(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        return self.compute(model, x0, cond, t, noise)
+
+    def draw(
+        self,
+        shape: Sequence[int],
+        *,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> tuple[Tensor, Tensor]:
+        """Training times (B,) and noise of `shape`, drawn in that order from `generator`.
+
+        Drawing for a whole global batch and slicing per rank gives every sample the same t and noise
+        whatever the number of processes.
+        """
+        shift = self.schedule.shift_ratio(shape)
+        gen_device = generator.device if generator is not None else device
+        t = self.schedule.sample_t(shape[0], shift=shift, generator=generator, device=gen_device)
+        noise = torch.randn(tuple(shape), generator=generator, device=gen_device, dtype=dtype)
+        return t.to(device), noise.to(device)
+
+    def compute(
+        self, model: Callable[..., Tensor], x0: Tensor, cond: Mapping[str, Any], t: Tensor, noise: Tensor
+    ) -> Tensor:
+        """Per-sample loss (B,) float32 for given times and noise."""
         x_t = self.add_noise(x0, noise, t)
         pred = prediction_channels(model(x_t, t, **cond), x0.shape[1])
         target = self.target(x0, noise, t)

@@ -20,6 +20,7 @@ from ptdit.encoders.errors import MissingWeightsError
 if TYPE_CHECKING:
     from ptdit.encoders.text import TextEncoder, clean_caption, load_text_encoder
     from ptdit.encoders.vae import VAE, IdentityVAE, ImageVAE, VideoVAE, load_vae
+    from ptdit.encoders.words import WordTextEncoder, load_word_encoder
 
 __all__ = [
     "VAE",
@@ -28,9 +29,11 @@ __all__ = [
     "MissingWeightsError",
     "TextEncoder",
     "VideoVAE",
+    "WordTextEncoder",
     "clean_caption",
     "load_text_encoder",
     "load_vae",
+    "load_word_encoder",
 ]
 
 _LAZY = {
@@ -42,6 +45,8 @@ _LAZY = {
     "ImageVAE": "vae",
     "VideoVAE": "vae",
     "load_vae": "vae",
+    "WordTextEncoder": "words",
+    "load_word_encoder": "words",
 }
 
 

@@ -262,6 +262,10 @@ def load_text_encoder(
         ImportError: if transformers is not installed.
     """
     name = os.fspath(name_or_path)
+    from ptdit.encoders.words import is_word_encoder_folder, load_word_encoder
+
+    if is_word_encoder_folder(os.path.expanduser(name)):  # the built-in word encoder (no transformers needed)
+        return load_word_encoder(os.path.expanduser(name), max_length=max_length, device=device)
     if not os.path.isdir(os.path.expanduser(name)):
         name = TEXT_ENCODER_ALIASES.get(name, name)
     resolved = resolve_model(name, what="text encoder", subfolder=subfolder)

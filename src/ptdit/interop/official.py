@@ -28,10 +28,23 @@ _FIXED = {
     "norm_elementwise_affine": False,
 }
 _IGNORED = {
-    "sample_size", "frame", "num_embeds_ada_norm", "norm_num_groups", "upcast_attention", "attention_type",
-    "dropout", "dtype", "model_id", "from_pretrained", "use_additional_conditions", "only_cross_attention",
-    "double_self_attention", "use_linear_projection", "interpolation_scale", "max_seq_length",
-}  # fmt: skip
+    "sample_size",
+    "frame",
+    "num_embeds_ada_norm",
+    "norm_num_groups",
+    "upcast_attention",
+    "attention_type",
+    "dropout",
+    "dtype",
+    "model_id",
+    "from_pretrained",
+    "use_additional_conditions",
+    "only_cross_attention",
+    "double_self_attention",
+    "use_linear_projection",
+    "interpolation_scale",
+    "max_seq_length",
+}
 _NESTING_KEYS = ("state_dict", "model", "module", "ema", "model_ema", "predictor", "params")
 _BUFFERS = ("pos_embed.pos_embed",)
 
@@ -78,10 +91,20 @@ def reference_config_to_ptdit(
     for key, value in _FIXED.items():
         if key in ref and ref[key] != value:
             raise ValueError(f"reference config has {key}={ref[key]!r}; PT-DiT weights need {key}={value!r}")
-    known = set(required) | set(_FIXED) | _IGNORED | {
-        "out_channels", "cross_attention_dim", "patch_size", "norm_eps", "shift_window",
-        "compress_ratios", "proxy_compress_ratios",
-    }  # fmt: skip
+    known = (
+        set(required)
+        | set(_FIXED)
+        | _IGNORED
+        | {
+            "out_channels",
+            "cross_attention_dim",
+            "patch_size",
+            "norm_eps",
+            "shift_window",
+            "compress_ratios",
+            "proxy_compress_ratios",
+        }
+    )
     unknown = sorted(set(ref) - known)
     if unknown:
         warnings.warn(f"ignoring unknown reference config keys {unknown}", stacklevel=2)

@@ -137,9 +137,15 @@ def unpatchify(y_BLO: torch.Tensor, grid: Size3, patch_size: int, out_channels: 
     """(B, L, p*p*C) per-token outputs, channel index (pi*p + qi)*C + c -> (B, C, F, Y*p, X*p) latents."""
     nf, ny, nx = grid
     return rearrange(
-        y_BLO, "b (f y x) (pi qi c) -> b c f (y pi) (x qi)",
-        f=nf, y=ny, x=nx, pi=patch_size, qi=patch_size, c=out_channels,
-    )  # fmt: skip
+        y_BLO,
+        "b (f y x) (pi qi c) -> b c f (y pi) (x qi)",
+        f=nf,
+        y=ny,
+        x=nx,
+        pi=patch_size,
+        qi=patch_size,
+        c=out_channels,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------

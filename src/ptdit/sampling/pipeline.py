@@ -26,10 +26,17 @@ from ptdit.sampling.solvers import SAMPLERS, build_timesteps, get_sampler
 PREDICTION_OF = {"flow": "velocity", "vp-v": "v", "vp-eps": "eps"}
 
 
-def make_schedule(config: PipelineConfig) -> NoiseSchedule:
-    """The noise schedule a checkpoint was trained with."""
+def make_schedule(config: PipelineConfig, *, spatial_factor: int = 8, temporal_factor: int = 4) -> NoiseSchedule:
+    """The noise schedule a checkpoint was trained with; the VAE factors turn latent sizes into pixel sizes
+    for the timestep shift during training."""
     if config.objective == "flow":
-        shift = TimestepShift(scale=config.shift_scale) if config.timestep_shift else None
+        shift = (
+            TimestepShift(
+                scale=config.shift_scale, spatial_compression=spatial_factor, temporal_compression=temporal_factor
+            )
+            if config.timestep_shift
+            else None
+        )
         return FlowSchedule(shift=shift)
     return VPSchedule(config.beta_schedule)
 
@@ -67,7 +74,7 @@ class GenerationPipeline:
         self.config = config
         self.vae = vae
         self.text_encoder = text_encoder
-        self.schedule = make_schedule(config)
+        self.schedule = make_schedule(config, spatial_factor=vae.spatial_factor, temporal_factor=vae.temporal_factor)
         self.prediction = PREDICTION_OF[config.objective]
         if config.task in ("t2i", "t2v", "t2mv") and text_encoder is None:
             raise ValueError(f"a {config.task} pipeline needs a text encoder")
@@ -102,11 +109,16 @@ class GenerationPipeline:
         if weights is None:
             weights = "ema.safetensors" if (folder / "ema.safetensors").is_file() else "model.safetensors"
         model = load_model(folder, device=device, dtype=dtype, weights=weights)
+
+        def resolve(name: str | None) -> str | None:
+            # Encoders stored inside the checkpoint folder are named relative to it.
+            return str(folder / name) if name and (folder / name).is_dir() else name
+
         encoder = None
         if config.task in ("t2i", "t2v", "t2mv"):
-            encoder = load_text_encoder(text_encoder or config.text_encoder, max_length=config.text_max_length,
-                                        device=device)  # fmt: skip
-        return cls(model, config, load_vae(vae or config.vae, device=device, dtype=dtype), encoder)
+            name = text_encoder or resolve(config.text_encoder)
+            encoder = load_text_encoder(name, max_length=config.text_max_length, device=device)
+        return cls(model, config, load_vae(vae or resolve(config.vae), device=device, dtype=dtype), encoder)
 
     # ------------------------------------------------------------------------------------------------------------
     # Validation (everything is checked before any work, so bad input never leaves partial outputs)
@@ -250,8 +262,9 @@ class GenerationPipeline:
         denoise = functools.partial(Denoiser(guided, self.schedule, self.prediction), **cond)
         timesteps = build_timesteps(self.schedule, steps, shift=shift_ratio(cfg, req.height, req.width, req.frames))
         device = next(self.model.parameters()).device
-        noise = torch.cat([torch.randn(1, *req.latent_shape, generator=torch.Generator().manual_seed(seed + i))
-                           for i in range(batch)])  # fmt: skip
+        noise = torch.cat(
+            [torch.randn(1, *req.latent_shape, generator=torch.Generator().manual_seed(seed + i)) for i in range(batch)]
+        )
         latents = sampler_fn(denoise, noise.to(device), timesteps, progress=progress)
         pixels = self.vae.decode(latents.to(self.vae.dtype)).float().cpu()
         return pixels[:, :, : req.frames, : req.height, : req.width].clamp(-1, 1)

@@ -1,0 +1,160 @@
+"""`ptdit bench`: forward and training-step latency of PT-DiT next to DiT, PixArt-alpha and diffusers' PixArt."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+DEFAULT_MODELS = ("PT-DiT/XL", "DiT-XL/2", "PixArt-alpha-XL/2", "diffusers:PixArtTransformer2DModel")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="time PT-DiT against DiT, PixArt-alpha and diffusers' PixArtTransformer2DModel",
+        description="Builds each model (random weights) and times the forward pass and a training step "
+        "(forward + loss + backward, no optimizer update): median of --repeats after --warmup calls. Reports peak "
+        "memory, throughput, forward GMACs (1 MAC = 1 FLOP), achieved GFLOP/s (2 x MAC) and, against the first "
+        "model, time and FLOP ratios and the realised speedup = (t / t_first) / (flops / flops_first). Text models "
+        "get --text-tokens unpadded random caption tokens (4096-d for the presets). "
+        "'diffusers:PixArtTransformer2DModel' is built from config at the width and depth of the first ptdit model.",
+    )
+    p.add_argument("--model", nargs="+", default=list(DEFAULT_MODELS), metavar="NAME", help="presets or diffusers:...")
+    p.add_argument("--resolution", nargs="+", type=int, default=[512], metavar="R", help="image side, px")
+    p.add_argument("--frames", type=int, default=1, help="video frames (1 = image)")
+    p.add_argument("--depth", type=int, help="override the presets' depth (quick CPU runs)")
+    p.add_argument("--width", type=int, help="override the presets' width (heads keep the head dim unless --heads)")
+    p.add_argument("--heads", type=int, help="override the number of heads")
+    p.add_argument("--window", nargs=3, type=int, metavar=("PF", "PH", "PW"), help="PT-DiT window (default: paper's)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--text-tokens", type=int, default=120, help="caption length of text-conditional models")
+    p.add_argument("--repeats", type=int, default=3, help="timed calls per measurement (median)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed calls before timing")
+    p.add_argument("--forward-only", action="store_true", help="skip the training step")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="weights and inputs dtype")
+    p.add_argument(
+        "--window-report",
+        action="store_true",
+        help="instead of whole models, time window vs shifted-window attention (fast split path vs all-masked "
+        "reference) at the first model's width",
+    )
+    p.add_argument("--json", action="store_true", help="print a JSON list, one object per (model, resolution, frames)")
+    p.set_defaults(func=run)
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from ptdit.eval.bench import BenchSettings
+
+    return BenchSettings(
+        resolution=args.resolution[0],
+        frames=args.frames,
+        depth=args.depth,
+        width=args.width,
+        heads=args.heads,
+        window=tuple(args.window) if args.window else None,
+        batch=args.batch,
+        text_tokens=args.text_tokens,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        forward_only=args.forward_only,
+        device=args.device,
+        dtype=args.dtype,
+    )
+
+
+def _check_models(names: list[str]) -> None:
+    from ptdit.eval.bench import DIFFUSERS_PIXART
+    from ptdit.presets.models import MODEL_PRESETS
+
+    unknown = [m for m in names if m not in MODEL_PRESETS and m != DIFFUSERS_PIXART]
+    if unknown:
+        valid = ", ".join([*MODEL_PRESETS, DIFFUSERS_PIXART])
+        raise ValueError(f"unknown model(s) {', '.join(unknown)}; available: {valid}")
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _gmac(value: float) -> str:
+    return f"{value:.1f}" if value >= 100 else f"{value:.4g}"
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    r0 = rows[0]
+    print(
+        f"device {r0['device']}, {r0['dtype']}, {r0['threads']} threads, batch {r0['batch']}, text tokens "
+        f"{r0['text_tokens']} (no padding), median of {r0['repeats']}; GMAC: forward, 1 MAC = 1 FLOP; "
+        "GFLOP/s: 2 x MAC"
+    )
+    header = (
+        f"{'res':>5} {'tokens':>6} {'model':<34} {'W':>3} {'D':>5} {'fwd ms':>9} {'train ms':>9} {'peak MB':>8} "
+        f"{'GMAC':>9} {'GFLOP/s':>8} {'t/t0':>6} {'f/f0':>6} {'realised':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(
+            f"{r['resolution']:>5} {r['tokens']:>6} {r['model']:<34} {r['depth']:>3} {r['width']:>5} "
+            f"{r['forward_ms']:>9.1f} {_fmt(r['train_step_ms'], '9.1f'):>9} {_fmt(r['peak_memory_mb'], '8.0f'):>8} "
+            f"{_gmac(r['gmac']):>9} {r['forward_gflops_per_s']:>8.1f} {r['forward_time_ratio']:>6.2f} "
+            f"{r['flop_ratio']:>6.2f} {r['forward_realised_speedup']:>8.2f}"
+        )
+    if any(r["train_realised_speedup"] is not None for r in rows):
+        print("\ntraining step (forward + backward): time ratio, FLOP ratio, realised speedup vs the first model")
+        for r in rows:
+            print(
+                f"{r['resolution']:>5} {r['model']:<34} {_fmt(r['train_time_ratio'], '6.2f')} "
+                f"{_fmt(r['train_flop_ratio'], '6.2f')} {_fmt(r['train_realised_speedup'], '6.2f')}"
+            )
+    print(
+        "\nt/t0, f/f0: forward time and FLOPs relative to the first model; realised = (t/t0) / (f/f0), i.e. for "
+        "PT-DiT first: (t_baseline / t_ptdit) / (flops_baseline / flops_ptdit); 1.0 = FLOP saving fully realised"
+    )
+
+
+def run_window_report(args: argparse.Namespace) -> int:
+    from ptdit.eval.bench import bench_config, replace_settings, window_attention_report
+    from ptdit.presets.models import get_preset
+
+    settings = _settings(args)
+    settings.validate()
+    ours = [m for m in args.model if not m.startswith("diffusers:")]
+    config = bench_config(ours[0], settings) if ours else get_preset("PT-DiT/XL")
+    rows = [
+        window_attention_report(replace_settings(settings, resolution=r), dim=config.dim, num_heads=config.num_heads)
+        for r in args.resolution
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"one attention module, width {config.dim}, {config.num_heads} heads, {args.device} {args.dtype}, forward")
+    print(
+        f"{'res':>5} {'tokens':>6} {'window':<9} {'masked/all':>10} {'window ms':>10} {'shifted split':>13} "
+        f"{'all masked':>10} {'roll ms':>8}"
+    )
+    for r in rows:
+        print(
+            f"{r['resolution']:>5} {r['tokens']:>6} {'x'.join(map(str, r['window'])):<9} "
+            f"{r['masked_windows']:>4}/{r['windows']:<5} {r['window_ms']:>10.1f} {r['shifted_split_ms']:>13.1f} "
+            f"{r['shifted_all_masked_ms']:>10.1f} {r['roll_ms']:>8.1f}"
+        )
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    _check_models(args.model)
+    if args.window_report:
+        return run_window_report(args)
+    from ptdit.eval.bench import run_benchmarks
+
+    if any(r < 1 for r in args.resolution):
+        raise ValueError(f"--resolution values must be positive, got {args.resolution}")
+    rows = run_benchmarks(args.model, args.resolution, _settings(args))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print_table(rows)
+    return 0

@@ -1,0 +1,284 @@
+"""Flat 2D shape datasets: still images ("shapes", text-to-image) and clips ("moving-shapes", text-to-video).
+
+Everything is procedural: no files, and sample `i` is a pure function of `(seed, i)` (its own
+`numpy.random.default_rng([seed, i])`), so the same bytes come back in any worker, rank or order. Images are
+flat-coloured shapes from a six-colour palette on a black background, without anti-aliasing, so a small pixel-space
+model learns them in minutes and `ptdit.data.oracle` can check captions by plain image analysis.
+
+Geometry is defined at 32 px and scales linearly with `size`: small / large shapes have a half-extent of 4.5 / 6.5
+px (circle radius, half the square side, half the triangle base and height), placed at the 3 x 3 grid position
+named in the caption (bounding-box centre inside that third of the image, 1 px from the border for the outer
+cells). Objects of one image never overlap: their bounding boxes stay at least 3 px apart, which with these
+sizes means that two objects never sit in adjacent (including diagonally adjacent) cells.
+
+Shape legend: F frames (1 for images), H / W image rows / columns; samples are `(3, F, H, W)` in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import itertools
+import operator
+from functools import lru_cache
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ptdit.data.captions import COLORS, DIRECTIONS, POSITIONS, SHAPES, SIZES, format_caption
+
+# Half-extents in pixels at size 32 (scaled by size / 32).
+HALF_EXTENT = {"small": 4.5, "large": 6.5}
+MOVING_HALF_EXTENT = 6.0
+_MARGIN = 1.0  # gap between an outer-cell shape and the image border
+_GAP = 3.0  # minimum gap between the bounding boxes of two objects (keeps connected components apart)
+# Total travel of a moving shape over the clip, as a fraction of the image side (independent of `frames`).
+MOVING_TRAVEL = 0.4
+DIRECTION_VECTORS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Base class: argument validation, per-sample RNG, tensor conversion
+# --------------------------------------------------------------------------------------------------------------
+
+
+class ProceduralDataset(Dataset):
+    """A map-style dataset whose sample `i` is computed on the fly from `(seed, i)`.
+
+    Subclasses implement `sample_spec` (all random draws: captioned attributes plus render-only parameters) and
+    `render` (deterministic pixels from a spec), so captions can be drawn without rendering.
+
+    Args:
+        size: image side in pixels (square images).
+        seed: dataset seed; different seeds give different samples.
+        num_samples: the dataset length.
+    """
+
+    name: ClassVar[str]
+    min_size: ClassVar[int] = 16
+
+    def __init__(self, *, size: int = 32, seed: int = 0, num_samples: int = 100_000) -> None:
+        if not isinstance(size, int) or size < self.min_size:
+            raise ValueError(f"size must be an int >= {self.min_size}, got {size!r}")
+        if not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        if not isinstance(num_samples, int) or num_samples < 1:
+            raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
+        self.size, self.seed, self.num_samples = size, seed, num_samples
+        self.scale = size / 32.0  # geometry constants are given at 32 px
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def rng(self, index: int) -> np.random.Generator:
+        """The private generator of sample `index` (independent of any global RNG state)."""
+        return np.random.default_rng([self.seed, index])
+
+    def sample_spec(self, index: int) -> dict[str, Any]:
+        """All random choices of sample `index`: the captioned attributes plus render-only parameters."""
+        raise NotImplementedError
+
+    def render(self, spec: dict[str, Any]) -> np.ndarray:
+        """Pixels of a spec as a float32 `(F, H, W, 3)` array in [0, 1]."""
+        raise NotImplementedError
+
+    def caption(self, index: int) -> str:
+        """The caption of sample `index`, without rendering it."""
+        return format_caption(self.name, self.sample_spec(self._check_index(index)))
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        """Returns `{"pixels": (3, F, H, W) float32 in [-1, 1], "caption": str, "index": int}`."""
+        index = self._check_index(index)
+        spec = self.sample_spec(index)
+        frames_FHW3 = self.render(spec)
+        # [0, 1] -> [-1, 1] in numpy: torch would spread these small elementwise ops over threads, which costs
+        # more than it saves (tens of ms per sample on a busy 2-core machine).
+        pixels = torch.from_numpy(np.ascontiguousarray(frames_FHW3.transpose(3, 0, 1, 2)) * 2.0 - 1.0)
+        return {"pixels": pixels, "caption": format_caption(self.name, spec), "index": index}
+
+    def _check_index(self, index: int) -> int:
+        index = operator.index(index)
+        if not 0 <= index < self.num_samples:
+            raise IndexError(f"index {index} out of range for a dataset of {self.num_samples} samples")
+        return index
+
+    def _canvas(self, frames: int) -> np.ndarray:
+        return np.zeros((frames, self.size, self.size, 3), dtype=np.float32)
+
+
+def rasterize_shape(canvas_HW3: np.ndarray, shape: str, cx: float, cy: float, half: float, rgb: tuple) -> None:
+    """Paints one flat shape in place (pixel centres inside the shape take `rgb`; no anti-aliasing).
+
+    Args:
+        canvas_HW3: (H, W, 3) float image, modified in place.
+        shape: "circle", "square" or "triangle" (apex up, base and height both `2 * half`).
+        cx: bounding-box centre column in pixel units (pixel `j` covers [j, j + 1)).
+        cy: bounding-box centre row in pixel units.
+        half: half-extent in pixels.
+        rgb: colour in [0, 1].
+    """
+    h, w = canvas_HW3.shape[:2]
+    y0, y1 = max(int(np.floor(cy - half)), 0), min(int(np.ceil(cy + half)) + 1, h)
+    x0, x1 = max(int(np.floor(cx - half)), 0), min(int(np.ceil(cx + half)) + 1, w)
+    v = (np.arange(y0, y1, dtype=np.float32)[:, None] + 0.5 - cy) / half  # (h', 1) in ~[-1, 1], down positive
+    u = (np.arange(x0, x1, dtype=np.float32)[None, :] + 0.5 - cx) / half  # (1, w')
+    canvas_HW3[y0:y1, x0:x1][shape_mask(shape, u, v)] = rgb
+
+
+def shape_mask(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Inside test in normalised box coordinates `u, v` in [-1, 1] (v points down); broadcasts."""
+    if shape == "circle":
+        return u * u + v * v <= 1.0
+    if shape == "square":
+        return (np.abs(u) <= 1.0) & (np.abs(v) <= 1.0)
+    if shape == "triangle":
+        return (v <= 1.0) & (np.abs(u) <= (v + 1.0) * 0.5)
+    raise ValueError(f"unknown shape {shape!r}; valid shapes: {list(SHAPES)}")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# shapes: one to a few flat shapes at named grid positions
+# --------------------------------------------------------------------------------------------------------------
+
+
+def pixel_half_extent(size_name: str, scale: float) -> float:
+    """Half-extent of a "small" / "large" grid shape, rounded to a half-integer number of pixels.
+
+    With the centre on a pixel centre (`grid_center`), the outermost covered pixel centres then sit half a pixel
+    inside the boundary, never on it: no single-pixel nubs on circles, and the shape fills its
+    `2 * floor(half) + 1` pixel box exactly like the oracle's templates do.
+    """
+    return float(np.floor(HALF_EXTENT[size_name] * scale)) + 0.5
+
+
+def grid_center(position: str, half: float, size: int, scale: float) -> tuple[float, float]:
+    """Bounding-box centre `(cx, cy)` of a shape of half-extent `half` at a named 3 x 3 grid position."""
+    row, col = divmod(POSITIONS.index(position), 3)
+    anchors = (half + _MARGIN * scale, size / 2.0, size - half - _MARGIN * scale)
+    # Snap the centre onto a pixel centre: pixel offsets from the centre are then whole numbers, so a shape of
+    # one size rasterises to the same pixels in every cell (a circle centred on a pixel corner would lose its
+    # outermost rows and look like a square).
+    return float(np.floor(anchors[col])) + 0.5, float(np.floor(anchors[row])) + 0.5
+
+
+@lru_cache(maxsize=256)
+def _valid_layouts(size: int, sizes: tuple[str, ...]) -> tuple[tuple[int, ...], ...]:
+    """All assignments of distinct grid cells to objects of the given sizes whose bounding boxes keep the gap."""
+    scale = size / 32.0
+    halves = [pixel_half_extent(s, scale) for s in sizes]
+    layouts = []
+    for cells in itertools.permutations(range(len(POSITIONS)), len(sizes)):
+        boxes = [(*grid_center(POSITIONS[c], h, size, scale), h) for c, h in zip(cells, halves, strict=True)]
+        # Two axis-aligned boxes are apart when they are apart along at least one axis.
+        if all(
+            abs(a[0] - b[0]) >= a[2] + b[2] + _GAP * scale or abs(a[1] - b[1]) >= a[2] + b[2] + _GAP * scale
+            for a, b in itertools.combinations(boxes, 2)
+        ):
+            layouts.append(cells)
+    return tuple(layouts)
+
+
+class ShapesDataset(ProceduralDataset):
+    """Text-to-image: 1 to `max_objects` flat shapes with size, colour, kind and grid position in the caption.
+
+    Caption example: "a small red circle at the top left and a large blue square at the center" (objects in
+    reading order of their grid cells). Samples are `(3, 1, size, size)`.
+
+    Args:
+        size: image side in pixels.
+        seed: dataset seed.
+        num_samples: the dataset length.
+        min_objects: fewest objects per image (>= 1).
+        max_objects: most objects per image (<= 4; the number is uniform in [min_objects, max_objects]).
+    """
+
+    name = "shapes"
+    min_size = 24  # below this two large shapes no longer fit in opposite cells with the required gap
+
+    def __init__(
+        self, *, size: int = 32, seed: int = 0, num_samples: int = 100_000, min_objects: int = 1, max_objects: int = 2
+    ) -> None:
+        super().__init__(size=size, seed=seed, num_samples=num_samples)
+        if not isinstance(min_objects, int) or not 1 <= min_objects <= 4:
+            raise ValueError(f"min_objects must be an int in [1, 4], got {min_objects!r}")
+        if not isinstance(max_objects, int) or not min_objects <= max_objects <= 4:
+            raise ValueError(f"max_objects must be an int in [min_objects={min_objects}, 4], got {max_objects!r}")
+        self.min_objects, self.max_objects = min_objects, max_objects
+
+    def sample_spec(self, index: int) -> dict[str, Any]:
+        rng = self.rng(index)
+        count = int(rng.integers(self.min_objects, self.max_objects + 1))
+        sizes = [SIZES[i] for i in rng.integers(len(SIZES), size=count)]
+        colors = [list(COLORS)[i] for i in rng.integers(len(COLORS), size=count)]
+        shapes = [SHAPES[i] for i in rng.integers(len(SHAPES), size=count)]
+        # Draw the sizes first, then a uniformly random non-overlapping layout for them (two large shapes
+        # cannot sit in adjacent cells at 32 px, so sizes and cells are not independent).
+        layouts = _valid_layouts(self.size, tuple(sizes))
+        cells = layouts[int(rng.integers(len(layouts)))]
+        objects = [
+            {"size": sz, "color": c, "shape": sh, "position": POSITIONS[cell]}
+            for cell, sz, c, sh in sorted(zip(cells, sizes, colors, shapes, strict=True))
+        ]
+        return {"objects": objects}
+
+    def render(self, spec: dict[str, Any]) -> np.ndarray:
+        # Needs only the captioned attributes, so `render(parse_caption("shapes", caption))` works too.
+        canvas = self._canvas(1)
+        for obj in spec["objects"]:
+            half = pixel_half_extent(obj["size"], self.scale)
+            cx, cy = grid_center(obj["position"], half, self.size, self.scale)
+            rasterize_shape(canvas[0], obj["shape"], cx, cy, half, COLORS[obj["color"]])
+        return canvas
+
+
+# --------------------------------------------------------------------------------------------------------------
+# moving-shapes: one shape moving left / right / up / down at constant speed
+# --------------------------------------------------------------------------------------------------------------
+
+
+class MovingShapesDataset(ProceduralDataset):
+    """Text-to-video: one flat shape translating in the captioned direction at constant speed.
+
+    The shape travels `0.4 * size` pixels from the first to the last frame (whatever `frames` is), starting at a
+    random point that keeps the whole trajectory inside the image. Caption example: "a red circle moving left".
+    Samples are `(3, frames, size, size)`.
+
+    Args:
+        size: image side in pixels.
+        seed: dataset seed.
+        num_samples: the dataset length.
+        frames: clip length (>= 2, so the motion is visible).
+    """
+
+    name = "moving-shapes"
+
+    def __init__(self, *, size: int = 32, seed: int = 0, num_samples: int = 100_000, frames: int = 8) -> None:
+        super().__init__(size=size, seed=seed, num_samples=num_samples)
+        if not isinstance(frames, int) or frames < 2:
+            raise ValueError(f"frames must be an int >= 2, got {frames!r}")
+        self.frames = frames
+
+    def sample_spec(self, index: int) -> dict[str, Any]:
+        rng = self.rng(index)
+        color = list(COLORS)[int(rng.integers(len(COLORS)))]
+        shape = SHAPES[int(rng.integers(len(SHAPES)))]
+        direction = DIRECTIONS[int(rng.integers(len(DIRECTIONS)))]
+        half = MOVING_HALF_EXTENT * self.scale
+        travel = MOVING_TRAVEL * self.size
+        lo, hi = half + _MARGIN * self.scale, self.size - half - _MARGIN * self.scale
+        # Start so that start + travel * direction stays in [lo, hi] on the motion axis.
+        dx, dy = DIRECTION_VECTORS[direction]
+        start_x = rng.uniform(lo + travel * max(-dx, 0.0), hi - travel * max(dx, 0.0))
+        start_y = rng.uniform(lo + travel * max(-dy, 0.0), hi - travel * max(dy, 0.0))
+        return {"color": color, "shape": shape, "direction": direction, "start": (float(start_x), float(start_y))}
+
+    def render(self, spec: dict[str, Any]) -> np.ndarray:
+        canvas = self._canvas(self.frames)
+        half = MOVING_HALF_EXTENT * self.scale
+        step = MOVING_TRAVEL * self.size / (self.frames - 1)
+        dx, dy = DIRECTION_VECTORS[spec["direction"]]
+        start_x, start_y = spec["start"]
+        for f in range(self.frames):
+            cx, cy = start_x + f * step * dx, start_y + f * step * dy
+            rasterize_shape(canvas[f], spec["shape"], cx, cy, half, COLORS[spec["color"]])
+        return canvas

@@ -1,0 +1,160 @@
+"""A built-in word-level text encoder: fixed embeddings for a closed vocabulary, no download needed.
+
+For the procedural demo datasets, whose captions use a few dozen words, a frozen random embedding per word
+plus a sin-cos position code is all the text information a model needs; the model's trainable caption
+projection learns the rest. Saved as a folder with `config.json` (`model_type: "ptdit-words"`) and
+`embeddings.safetensors`, and loaded by `ptdit.encoders.load_text_encoder` like any other text encoder.
+
+Shape legend: B prompts, S tokens (max_length), C width.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+MODEL_TYPE = "ptdit-words"
+SPECIAL_TOKENS = ("<pad>", "</s>", "<unk>")
+
+
+def _sincos(positions: int, dim: int) -> torch.Tensor:
+    omega = 10000.0 ** (-torch.arange(dim // 2, dtype=torch.float64) / (dim // 2))
+    angles = torch.arange(positions, dtype=torch.float64)[:, None] * omega[None]
+    return torch.cat([angles.sin(), angles.cos()], dim=1).float()
+
+
+class WordTextEncoder:
+    """Word-level encoder: lower-cased words -> fixed embeddings + position code, EOS, padding mask.
+
+    Attributes:
+        kind: "words".
+        vocab: the known words (unknown words map to `<unk>`, with a warning).
+        max_length: tokens S per prompt (words + EOS, then padding).
+    """
+
+    kind = "words"
+
+    def __init__(
+        self,
+        vocab: Sequence[str],
+        *,
+        dim: int = 64,
+        max_length: int = 32,
+        seed: int = 0,
+        embeddings: torch.Tensor | None = None,
+    ) -> None:
+        if dim < 2 or dim % 2:
+            raise ValueError(f"dim must be an even number >= 2, got {dim}")
+        if max_length < 2:
+            raise ValueError(f"max_length must be >= 2 (one word and EOS), got {max_length}")
+        self.vocab = tuple(dict.fromkeys(w.lower() for w in vocab))
+        self.tokens = {w: i for i, w in enumerate((*SPECIAL_TOKENS, *self.vocab))}
+        self.max_length = max_length
+        self.seed = seed
+        if embeddings is None:
+            gen = torch.Generator().manual_seed(seed)
+            embeddings = torch.randn(len(self.tokens), dim, generator=gen)
+            embeddings[0] = 0  # padding
+        if embeddings.shape != (len(self.tokens), dim):
+            raise ValueError(f"embeddings must be ({len(self.tokens)}, {dim}), got {tuple(embeddings.shape)}")
+        self.embeddings = embeddings.float()
+        self.positions = _sincos(max_length, dim)
+
+    @property
+    def dim(self) -> int:
+        return int(self.embeddings.shape[1])
+
+    @property
+    def device(self) -> torch.device:
+        return self.embeddings.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.float32
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> WordTextEncoder:
+        self.embeddings = self.embeddings.to(device)
+        self.positions = self.positions.to(device)
+        return self
+
+    def tokenize(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, S) token ids and (B, S) mask (1 = word or EOS). Over-long prompts are truncated with a warning."""
+        if isinstance(prompts, str):
+            raise TypeError("prompts must be a list of strings, not a single string")
+        ids = torch.zeros(len(prompts), self.max_length, dtype=torch.long)
+        unknown, truncated = set(), 0
+        for b, prompt in enumerate(prompts):
+            words = re.findall(r"[a-z0-9]+", prompt.lower())
+            unknown.update(w for w in words if w not in self.tokens)
+            if len(words) > self.max_length - 1:
+                truncated += 1
+                words = words[: self.max_length - 1]
+            row = [self.tokens.get(w, self.tokens["<unk>"]) for w in words] + [self.tokens["</s>"]]
+            ids[b, : len(row)] = torch.tensor(row)
+        if unknown:
+            warnings.warn(f"words not in the vocabulary (encoded as <unk>): {sorted(unknown)[:10]}", stacklevel=3)
+        if truncated:
+            warnings.warn(
+                f"{truncated} prompt(s) exceed max_length={self.max_length} tokens and were truncated", stacklevel=3
+            )
+        return ids, (ids != 0).long()
+
+    def encode(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (B, S, C) float32 features (zero at padding) and the (B, S) long mask."""
+        ids, mask = self.tokenize(prompts)
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        emb = self.embeddings[ids] + self.positions[None] * mask[..., None]
+        return emb * mask[..., None], mask
+
+    __call__ = encode
+
+    def save(self, folder: str | os.PathLike[str]) -> Path:
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        config = {
+            "model_type": MODEL_TYPE,
+            "vocab": list(self.vocab),
+            "dim": self.dim,
+            "max_length": self.max_length,
+            "seed": self.seed,
+        }
+        (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        save_file({"embeddings": self.embeddings.cpu().contiguous()}, str(folder / "embeddings.safetensors"))
+        return folder
+
+
+def is_word_encoder_folder(path: str | os.PathLike[str]) -> bool:
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        return json.loads(config.read_text()).get("model_type") == MODEL_TYPE
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return False
+
+
+def load_word_encoder(
+    folder: str | os.PathLike[str], *, max_length: int | None = None, device: torch.device | str = "cpu"
+) -> WordTextEncoder:
+    """Loads a saved `WordTextEncoder`; `max_length` may only shorten nothing: positions are recomputed."""
+    from ptdit.io import load_safetensors, read_json
+
+    folder = Path(folder)
+    config = read_json(folder / "config.json", what="word encoder config")
+    embeddings = load_safetensors(folder / "embeddings.safetensors")["embeddings"]
+    encoder = WordTextEncoder(
+        config["vocab"],
+        dim=config["dim"],
+        max_length=max_length or config["max_length"],
+        seed=config["seed"],
+        embeddings=embeddings,
+    )
+    return encoder.to(device)

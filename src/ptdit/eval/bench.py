@@ -1,0 +1,480 @@
+"""Side-by-side latency benchmarks: PT-DiT against DiT, PixArt-alpha and diffusers' PixArtTransformer2DModel.
+
+Each run builds one network at a given width / depth, feeds it random latents (and 120 random caption tokens
+by default, unpadded, no mask), and measures:
+* forward latency (no_grad) and training-step latency (forward + MSE loss + backward; the optimizer
+  update is excluded since it depends only on the parameter count), each the median of `repeats` timed calls
+  after `warmup` untimed ones;
+* peak memory: CUDA `max_memory_allocated`; on CPU the peak resident-set growth of the process during the
+  run (Linux VmHWM after resetting it through /proc/self/clear_refs), weights included; None if unavailable;
+* forward MACs (ptdit models: `analytic_macs`; diffusers: FlopCounterMode on the meta device).
+
+Derived figures (`add_ratios`), against the first model of a run:
+* achieved GFLOP/s = 2 x MAC / time (hardware convention);
+* time ratio t / t_first and FLOP ratio f / f_first;
+* realised speedup = (t / t_first) / (f / f_first). With PT-DiT first and a baseline in the row this is
+  (t_baseline / t_ptdit) / (flops_baseline / flops_ptdit): 1.0 means PT-DiT's FLOP saving is fully turned into
+  time, below 1 that part of it is lost to lower hardware efficiency.
+
+Shape legend: B batch, C latent channels, F frames, H/W latent height/width, S text tokens, E caption channels,
+M windows, W tokens per window, D width.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import math
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ptdit.config import ModelConfig, replace
+from ptdit.eval.flops import (
+    GIGA,
+    TEXT_TOKENS,
+    analytic_macs,
+    count_macs,
+    model_window,
+    token_grid,
+)
+
+Size3 = tuple[int, int, int]
+
+DIFFUSERS_PIXART = "diffusers:PixArtTransformer2DModel"
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """What every model of one benchmark run shares.
+
+    Attributes:
+        resolution: image side in pixels (latents are 8x smaller).
+        frames: video frames (1 = image; latent frames by the SPEC 5 rule).
+        depth / width / heads: overrides of the presets (None = the preset's); diffusers' model takes them from
+            the first ptdit model of the run.
+        window: PT-DiT window; None = the paper's for the resolution.
+    """
+
+    resolution: int
+    frames: int = 1
+    depth: int | None = None
+    width: int | None = None
+    heads: int | None = None
+    window: Size3 | None = None
+    batch: int = 1
+    text_tokens: int = TEXT_TOKENS
+    repeats: int = 3
+    warmup: int = 1
+    forward_only: bool = False
+    device: str = "cpu"
+    dtype: str = "fp32"
+
+    def validate(self) -> None:
+        """Raises ValueError naming the offending setting."""
+        for name in ("resolution", "frames", "batch", "text_tokens", "repeats"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("depth", "width", "heads"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.warmup < 0:
+            raise ValueError(f"warmup must be >= 0, got {self.warmup}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ValueError(
+                "device 'cuda' needs a CUDA build of torch and a visible GPU (torch.cuda.is_available() is False)"
+            )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Models and their inputs
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def bench_config(name: str, settings: BenchSettings) -> ModelConfig:
+    """The preset `name` with the run's depth / width / heads overrides applied."""
+    from ptdit.presets.models import get_preset
+
+    config = get_preset(name)
+    overrides: dict[str, int] = {}
+    if settings.depth is not None:
+        overrides["depth"] = settings.depth
+    if settings.width is not None:
+        heads = settings.heads or max(1, round(settings.width / config.head_dim))
+        overrides.update(dim=settings.width, num_heads=heads)
+    elif settings.heads is not None:
+        overrides["num_heads"] = settings.heads
+    return replace(config, **overrides) if overrides else config
+
+
+@dataclass
+class Runner:
+    """A built network with closures for one forward pass and one training step, and its MAC counts."""
+
+    name: str
+    model: nn.Module
+    forward: Callable[[], torch.Tensor]
+    gmac: float
+    gmac_fwd_bwd: float
+    tokens: int
+    window: Size3 | None
+    width: int
+    depth: int
+
+    def train_step(self) -> None:
+        """Forward + MSE loss on the predicted channels + backward (no optimizer update)."""
+        self.model.zero_grad(set_to_none=True)
+        out = self.forward()
+        pred = out[:, : out.shape[1] // 2].float()
+        torch.nn.functional.mse_loss(pred, torch.zeros_like(pred)).backward()
+
+
+def _ptdit_runner(name: str, settings: BenchSettings) -> Runner:
+    """PT-DiT, DiT or PixArt-alpha from ptdit's presets."""
+    from ptdit.models.registry import build_model
+
+    config = bench_config(name, settings)
+    device, dtype = torch.device(settings.device), DTYPES[settings.dtype]
+    grid = token_grid(settings.resolution, settings.frames, patch_size=config.patch_size)
+    window = model_window(config, settings.resolution, settings.frames, settings.window)
+    model = build_model(config, device=device, dtype=dtype)
+    B, p = settings.batch, config.patch_size
+    x = torch.randn(B, config.in_channels, grid[0], grid[1] * p, grid[2] * p, device=device, dtype=dtype)
+    t = torch.rand(B, device=device) * 1000
+    kwargs: dict[str, Any] = {}
+    if window is not None:
+        kwargs["window_size"] = window
+    if config.arch == "pixart" or getattr(config, "conditioning", "class") == "text":
+        kwargs["context"] = torch.randn(B, settings.text_tokens, config.context_dim, device=device, dtype=dtype)
+    elif config.arch == "dit" or config.conditioning == "class":
+        kwargs["class_labels"] = torch.randint(0, config.num_classes, (B,), device=device)
+    macs = analytic_macs(config, grid, window=window, batch=B, text_tokens=settings.text_tokens)
+    return Runner(
+        name,
+        model,
+        lambda: model(x, t, **kwargs),
+        macs.forward / GIGA,
+        macs.forward_backward() / GIGA,
+        math.prod(grid),
+        window,
+        config.dim,
+        config.depth,
+    )
+
+
+def _diffusers_class() -> type[nn.Module]:
+    try:
+        from diffusers import PixArtTransformer2DModel
+    except ImportError as err:
+        raise ImportError(f"{DIFFUSERS_PIXART} needs diffusers: pip install ptdit[hub]") from err
+    return PixArtTransformer2DModel
+
+
+def _diffusers_pixart(config: ModelConfig, sample_size: int, dtype: torch.dtype) -> nn.Module:
+    """diffusers' PixArtTransformer2DModel at the width / depth of `config` (T5 captions, no size conditions)."""
+    model = _diffusers_class()(
+        num_attention_heads=config.num_heads,
+        attention_head_dim=config.head_dim,
+        in_channels=config.in_channels,
+        out_channels=config.out_channels,
+        num_layers=config.depth,
+        cross_attention_dim=config.dim,
+        caption_channels=getattr(config, "context_dim", 4096),
+        sample_size=sample_size,
+        patch_size=config.patch_size,
+        use_additional_conditions=False,  # PixArt's resolution / aspect embeddings (1024 px model only)
+    )
+    # diffusers warns about casting with .to(); harmless here (no fp32-only modules), so only cast when needed.
+    return model if dtype == torch.float32 else model.to(dtype)
+
+
+def _diffusers_runner(settings: BenchSettings, reference: ModelConfig) -> Runner:
+    if settings.frames != 1:
+        raise ValueError(f"{DIFFUSERS_PIXART} is an image model; drop it for --frames {settings.frames}")
+    device, dtype = torch.device(settings.device), DTYPES[settings.dtype]
+    grid = token_grid(settings.resolution, patch_size=reference.patch_size)
+    latent = grid[1] * reference.patch_size
+    B, S = settings.batch, settings.text_tokens
+    E = getattr(reference, "context_dim", 4096)
+
+    def inputs(dev: torch.device | str) -> dict[str, Any]:
+        return {
+            "hidden_states": torch.randn(B, reference.in_channels, latent, latent, device=dev, dtype=dtype),
+            "encoder_hidden_states": torch.randn(B, S, E, device=dev, dtype=dtype),
+            "timestep": torch.rand(B, device=dev) * 1000,
+            "added_cond_kwargs": {"resolution": None, "aspect_ratio": None},
+            "return_dict": False,
+        }
+
+    # Its MACs from torch's FLOP counter on the meta device (no memory, no time).
+    with torch.device("meta"):
+        meta_model = _diffusers_pixart(reference, latent, dtype)
+    meta_inputs = inputs("meta")
+    fwd = count_macs(lambda: meta_model(**meta_inputs))
+    fwd_bwd = count_macs(lambda: meta_model(**meta_inputs)[0].sum().backward(), split_text=False)
+
+    with torch.device(device):
+        model = _diffusers_pixart(reference, latent, dtype)
+    real = inputs(device)
+    return Runner(
+        DIFFUSERS_PIXART,
+        model,
+        lambda: model(**real)[0][:, :, None],  # (B, C, H, W) -> (B, C, 1, H, W) like ptdit's models
+        fwd.total / GIGA,
+        fwd_bwd.total / GIGA,
+        math.prod(grid),
+        None,
+        reference.dim,
+        reference.depth,
+    )
+
+
+def reference_config(names: Sequence[str], settings: BenchSettings) -> ModelConfig:
+    """Width / heads / depth for diffusers' model: the first ptdit model of the run (else PixArt-alpha-XL/2)."""
+    ours = [n for n in names if n != DIFFUSERS_PIXART]
+    return bench_config(ours[0] if ours else "PixArt-alpha-XL/2", settings)
+
+
+def build_runner(name: str, settings: BenchSettings, reference: ModelConfig) -> Runner:
+    if name == DIFFUSERS_PIXART:
+        return _diffusers_runner(settings, reference)
+    return _ptdit_runner(name, settings)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Timing and memory
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def median_ms(fn: Callable[[], Any], *, repeats: int, warmup: int, device: str) -> float:
+    """Median wall time of `repeats` calls of `fn` after `warmup` untimed calls, in milliseconds."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def _status_kb(key: str) -> int | None:
+    """A `VmRSS` / `VmHWM` style field of /proc/self/status in kB, None off Linux."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _release_free_heap() -> None:
+    """Returns glibc's freed-but-kept heap pages to the OS (malloc_trim), so that memory an earlier run freed
+    is not silently reused by the next one without raising its resident set (which would hide its peak)."""
+    # Not glibc (no libc.so.6 or no malloc_trim): later runs may then under-report their peak.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+class PeakMemory:
+    """Peak memory of the code run between `start()` and `stop()` in MiB (None when it cannot be measured).
+
+    CUDA: the caching allocator's peak. CPU: growth of the peak resident set size; writing "5" to
+    /proc/self/clear_refs resets the kernel's peak (VmHWM) to the current RSS, so earlier runs do not count, and
+    free heap pages are handed back first (`_release_free_heap`) so that reusing them shows up as growth.
+    """
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.baseline_kb: int | None = None
+
+    def start(self) -> None:
+        gc.collect()
+        if self.device == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+            return
+        _release_free_heap()
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:
+            self.baseline_kb = None
+            return
+        self.baseline_kb = _status_kb("VmRSS")
+
+    def stop(self) -> float | None:
+        if self.device == "cuda":
+            return torch.cuda.max_memory_allocated() / 2**20
+        peak_kb = _status_kb("VmHWM")
+        if self.baseline_kb is None or peak_kb is None:
+            return None
+        return max(peak_kb - self.baseline_kb, 0) / 1024
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Runs
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def bench_one(name: str, settings: BenchSettings, reference: ModelConfig) -> dict[str, Any]:
+    """Builds `name`, times its forward (and training step) and returns one result row."""
+    torch.manual_seed(0)
+    if name == DIFFUSERS_PIXART:
+        _diffusers_class()  # import diffusers before measuring memory: its modules are not the model's memory
+    memory = PeakMemory(settings.device)
+    memory.start()  # before the build, so the weights count
+    runner = build_runner(name, settings, reference)
+    timing = {"repeats": settings.repeats, "warmup": settings.warmup, "device": settings.device}
+    runner.model.eval()
+    # no_grad, not inference_mode: layouts cache masks and indices, and inference tensors in those caches would
+    # break a later training step in the same process ("Inference tensors cannot be saved for backward").
+    with torch.no_grad():
+        forward_ms = median_ms(runner.forward, **timing)
+    train_ms = None
+    if not settings.forward_only:
+        runner.model.train()
+        train_ms = median_ms(runner.train_step, **timing)
+    peak = memory.stop()
+    row = {
+        "model": name,
+        "resolution": settings.resolution,
+        "frames": settings.frames,
+        "tokens": runner.tokens,
+        "window": list(runner.window) if runner.window else None,
+        "width": runner.width,
+        "depth": runner.depth,
+        "batch": settings.batch,
+        "text_tokens": settings.text_tokens,
+        "device": settings.device,
+        "dtype": settings.dtype,
+        "threads": torch.get_num_threads(),
+        "repeats": settings.repeats,
+        "forward_ms": forward_ms,
+        "train_step_ms": train_ms,
+        "peak_memory_mb": peak,
+        "gmac": runner.gmac,
+        "gmac_fwd_bwd": runner.gmac_fwd_bwd,
+        "forward_gflops_per_s": 2 * runner.gmac / (forward_ms / 1000),
+        "train_gflops_per_s": 2 * runner.gmac_fwd_bwd / (train_ms / 1000) if train_ms else None,
+        "forward_samples_per_s": settings.batch / (forward_ms / 1000),
+        "train_samples_per_s": settings.batch / (train_ms / 1000) if train_ms else None,
+    }
+    del runner
+    gc.collect()
+    return row
+
+
+def add_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Adds time / FLOP ratios and the realised speedup against the first row of each (resolution, frames)."""
+    firsts: dict[tuple[int, int], dict[str, Any]] = {}
+    for row in rows:
+        first = firsts.setdefault((row["resolution"], row["frames"]), row)
+        row["ratio_to"] = first["model"]
+        row["forward_time_ratio"] = row["forward_ms"] / first["forward_ms"]
+        row["flop_ratio"] = row["gmac"] / first["gmac"]
+        row["forward_realised_speedup"] = row["forward_time_ratio"] / row["flop_ratio"]
+        if row["train_step_ms"] and first["train_step_ms"]:
+            row["train_time_ratio"] = row["train_step_ms"] / first["train_step_ms"]
+            row["train_flop_ratio"] = row["gmac_fwd_bwd"] / first["gmac_fwd_bwd"]
+            row["train_realised_speedup"] = row["train_time_ratio"] / row["train_flop_ratio"]
+        else:
+            row["train_time_ratio"] = row["train_flop_ratio"] = row["train_realised_speedup"] = None
+    return rows
+
+
+def run_benchmarks(
+    names: Sequence[str], resolutions: Sequence[int], settings: BenchSettings, *, progress: bool | None = None
+) -> list[dict[str, Any]]:
+    """Benchmarks every model at every resolution (same settings), rows in (resolution, model) order.
+
+    Args:
+        names: preset names and/or `DIFFUSERS_PIXART`; ratios are taken against the first.
+        resolutions: image sides in pixels.
+        settings: shared settings (its `resolution` field is replaced by each of `resolutions`).
+        progress: show a tqdm bar; None = only when stderr is a terminal.
+    """
+    from tqdm import tqdm
+
+    settings.validate()
+    if not names:
+        raise ValueError("give at least one model")
+    jobs = [(r, n) for r in resolutions for n in names]
+    rows = []
+    show = sys.stderr.isatty() if progress is None else progress
+    for resolution, name in tqdm(jobs, desc="bench", unit="run", disable=not show):
+        run_settings = replace_settings(settings, resolution=resolution)
+        run_settings.validate()
+        rows.append(bench_one(name, run_settings, reference_config(names, run_settings)))
+    return add_ratios(rows)
+
+
+def replace_settings(settings: BenchSettings, **changes: Any) -> BenchSettings:
+    import dataclasses
+
+    return dataclasses.replace(settings, **changes)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Window vs shifted-window attention (the fast masked path)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def window_attention_report(settings: BenchSettings, *, dim: int, num_heads: int) -> dict[str, Any]:
+    """Times one attention module inside windows, in shifted windows (split fast path and all-masked reference
+    path) and the roll that re-windows the grid, on random (B, M, W, D) tokens; forward, no_grad."""
+    from ptdit.attention.modules import Attention, masked_window_attention
+    from ptdit.attention.window import WindowLayout
+    from ptdit.eval.flops import paper_window
+
+    device, dtype = torch.device(settings.device), DTYPES[settings.dtype]
+    grid = token_grid(settings.resolution, settings.frames)
+    window = tuple(settings.window) if settings.window else paper_window(settings.resolution, settings.frames)
+    layout = WindowLayout.create(grid, window)
+    attn = Attention(dim, num_heads).to(device=device, dtype=dtype).eval()
+    x_BMWD = torch.randn(settings.batch, layout.num_windows, layout.window_tokens, dim, device=device, dtype=dtype)
+    mask_MWW, split = layout.shift_mask(device), layout.shift_split(device)
+    timing = {"repeats": settings.repeats, "warmup": settings.warmup, "device": settings.device}
+    cases: dict[str, Callable[[], Any]] = {
+        "window_ms": lambda: attn(x_BMWD),
+        "shifted_split_ms": lambda: masked_window_attention(attn, x_BMWD, mask_MWW, split),
+        "shifted_all_masked_ms": lambda: masked_window_attention(attn, x_BMWD, mask_MWW, None),
+        "roll_ms": lambda: layout.roll(x_BMWD),
+    }
+    with torch.no_grad():  # not inference_mode: see bench_one
+        result = {key: median_ms(fn, **timing) for key, fn in cases.items()}
+    return {
+        "resolution": settings.resolution,
+        "frames": settings.frames,
+        "tokens": layout.num_tokens,
+        "window": list(window),
+        "masked_windows": int(split[1].numel()),
+        "windows": layout.num_windows,
+        "width": dim,
+        "heads": num_heads,
+        "device": settings.device,
+        "dtype": settings.dtype,
+        **result,
+    }

@@ -1,0 +1,90 @@
+"""Run artifacts written by rank 0: metrics JSONL (+ TensorBoard when installed), loss-curve PNG, EMA sample
+grids. None of them affects training."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+class MetricsWriter:
+    """Appends one JSON object per line to `metrics.jsonl`; mirrors scalars to TensorBoard if available."""
+
+    def __init__(self, out_dir: Path, enabled: bool = True) -> None:
+        self.path = out_dir / "metrics.jsonl"
+        self.enabled = enabled
+        self.tensorboard = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tensorboard = SummaryWriter(str(out_dir / "tensorboard"))
+            except (ImportError, ModuleNotFoundError):  # tensorboard is optional
+                self.tensorboard = None
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tensorboard is not None:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key != "step":
+                    self.tensorboard.add_scalar(key, value, record["step"])
+
+    def close(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_loss_curve(metrics_path: Path, out_png: Path) -> Path | None:
+    """Loss against step (log scale) from metrics.jsonl; None when matplotlib is missing or no data yet."""
+    records = [r for r in read_metrics(metrics_path) if "loss" in r]
+    if not records:
+        return None
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("note: matplotlib is not installed, so no loss-curve PNG (pip install 'ptdit[eval]')", file=sys.stderr)
+        return None
+    steps = [r["step"] for r in records]
+    losses = [r["loss"] for r in records]
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    ax.plot(steps, losses, lw=1.2)
+    if len(losses) >= 10:  # a running mean makes the trend readable through the minibatch noise
+        k = max(len(losses) // 20, 2)
+        smooth = np.convolve(losses, np.ones(k) / k, mode="valid")
+        ax.plot(steps[k - 1 :], smooth, lw=2, label=f"mean of {k}")
+        ax.legend()
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = out_png.with_name(f".{out_png.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(out_png)
+    return out_png
+
+
+def sample_strips(pixels_BCFHW: torch.Tensor, max_frames: int = 8) -> np.ndarray:
+    """One row per sample (up to `max_frames` frames side by side), stacked into one uint8 image."""
+    from ptdit.sampling.media import image_grid, to_uint8_frames
+
+    rows = [image_grid(list(to_uint8_frames(p)[:max_frames]), columns=max_frames) for p in pixels_BCFHW]
+    return image_grid(rows, columns=1)

@@ -1,0 +1,170 @@
+"""Training configuration: typed sections loaded from a YAML (or JSON) file plus dotted `--set` overrides.
+
+A config file has the sections `model` (a preset name and/or model fields), `pipeline` (task, objective,
+encoders, sampling defaults; see `ptdit.config.PipelineConfig`), `data`, `optim` and `train`. Unknown keys
+raise a ValueError naming the valid ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ptdit.config import ModelConfig, PipelineConfig, _coerce, config_from_dict
+from ptdit.presets.models import get_preset
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    """A built-in procedural dataset (`shapes`, `moving-shapes`, `turntable`) and its arguments."""
+
+    dataset: str = "shapes"
+    size: int = 32
+    seed: int = 0
+    num_workers: int = 0  # DataLoader worker processes (0: load in the training process)
+    options: dict[str, Any] = field(default_factory=dict)  # dataset-specific, e.g. max_objects, frames, views
+
+
+@dataclass(frozen=True, kw_only=True)
+class OptimConfig:
+    """AdamW with warmup then constant or cosine learning rate (SPEC 7.4 defaults)."""
+
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0  # never applied to norms, biases, embeddings or modulation tables
+    warmup_steps: int = 0
+    schedule: str = "constant"  # constant | cosine
+    min_lr_ratio: float = 0.0  # cosine floor as a fraction of lr
+    grad_clip: float = 1.0  # max global grad norm; 0 disables
+    grad_accum: int = 1  # micro-batches per optimizer step
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or self.eps <= 0 or self.weight_decay < 0 or self.grad_clip < 0:
+            raise ValueError(f"optim: lr, eps must be > 0 and weight_decay, grad_clip >= 0, got {self}")
+        if self.schedule not in ("constant", "cosine"):
+            raise ValueError(f"optim.schedule must be 'constant' or 'cosine', got {self.schedule!r}")
+        if self.grad_accum < 1 or self.warmup_steps < 0:
+            raise ValueError(f"optim.grad_accum must be >= 1 and warmup_steps >= 0, got {self}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """Loop, precision, parallelism, logging and checkpoint settings (the `train` section)."""
+
+    batch_size: int = 32  # global batch: per step, over all processes and accumulation micro-batches
+    max_steps: int = 1000
+    max_minutes: float | None = None  # stop early when this wall-clock budget is spent
+    seed: int = 0
+    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    grad_checkpointing: bool = False
+    compile: bool = False
+    parallel: str = "ddp"  # ddp | fsdp (used only when launched with several processes)
+    ema_decay: float = 0.9999
+    ema_warmup: bool = True  # decay_t = min(decay, (1 + step) / (10 + step)) for short runs
+    caption_dropout: float = 0.1  # probability of the null caption / label (classifier-free guidance)
+    log_every: int = 10
+    checkpoint_every: int = 500
+    keep_last: int = 3
+    sample_every: int = 0  # 0: only at the end
+    num_sample_prompts: int = 8
+    sample_steps: int | None = None
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.max_steps < 0 or self.log_every < 1 or self.keep_last < 1:
+            raise ValueError(f"train: batch_size, log_every, keep_last must be >= 1 and max_steps >= 0, got {self}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"train.precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        if self.parallel not in ("ddp", "fsdp"):
+            raise ValueError(f"train.parallel must be 'ddp' or 'fsdp', got {self.parallel!r}")
+        if not 0 <= self.caption_dropout < 1 or not 0 <= self.ema_decay < 1:
+            raise ValueError("train.caption_dropout and train.ema_decay must be in [0, 1)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    model: dict[str, Any]  # {"preset": NAME, **field overrides} or a full model config dict with "arch"
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: RunConfig = field(default_factory=RunConfig)
+
+    def model_config(self) -> ModelConfig:
+        spec = dict(self.model)
+        preset = spec.pop("preset", None)
+        if preset is not None:
+            return get_preset(preset, **spec)
+        return config_from_dict(spec)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_SECTIONS: dict[str, type] = {"pipeline": PipelineConfig, "data": DataConfig, "optim": OptimConfig, "train": RunConfig}
+
+
+def _section(cls: type, data: dict[str, Any], name: str) -> Any:
+    if not isinstance(data, dict):
+        raise ValueError(f"config section {name!r} must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"unknown keys in config section {name!r}: {unknown}; valid keys: {sorted(names)}")
+    return cls(**{k: _coerce(v, hints[k]) for k, v in data.items()})
+
+
+def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    """Validates a config mapping (as loaded from YAML / JSON)."""
+    unknown = sorted(set(data) - {"model", *_SECTIONS})
+    if unknown:
+        raise ValueError(f"unknown config sections {unknown}; valid: ['model', {', '.join(map(repr, _SECTIONS))}]")
+    if "model" not in data:
+        raise ValueError("the config needs a 'model' section (e.g. model: {preset: PT-DiT/Tiny})")
+    cfg = TrainConfig(model=dict(data["model"]), **{k: _section(c, data.get(k, {}), k) for k, c in _SECTIONS.items()})
+    cfg.model_config()  # validates the model section now, not at the first step
+    return cfg
+
+
+def _parse_value(text: str) -> Any:
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Applies `section.key=value` overrides (values parsed as YAML scalars / lists) to a config mapping."""
+    data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"--set expects key=value (e.g. optim.lr=1e-4), got {item!r}")
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        if len(parts) < 2:
+            raise ValueError(f"--set key must be section.key (e.g. train.max_steps), got {key!r}")
+        node = data.setdefault(parts[0], {})
+        for part in parts[1:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = _parse_value(value)
+    return data
+
+
+def load_train_config(path: str | os.PathLike[str], overrides: list[str] | None = None) -> TrainConfig:
+    """Reads a YAML or JSON config file and applies `--set` overrides."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} not found (see the configs/ folder)")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path} must hold a mapping of sections")
+    return train_config_from_dict(apply_overrides(data, overrides or []))

@@ -1,0 +1,93 @@
+"""`ptdit bench` at tiny settings: finishes in seconds, valid JSON, consistent derived figures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ptdit.cli.main import main
+from ptdit.eval.bench import DIFFUSERS_PIXART, BenchSettings, add_ratios, bench_config, run_benchmarks
+from ptdit.eval.flops import analytic_macs, token_grid
+
+TINY = ["--depth", "1", "--width", "64", "--heads", "4", "--repeats", "1", "--warmup", "0", "--text-tokens", "8"]
+REQUIRED = ("model", "resolution", "frames", "depth", "device", "dtype", "forward_ms", "train_step_ms")
+
+
+def test_bench_cli_all_models_json(capsys):
+    models = ["PT-DiT/XL", "DiT-XL/2", "PixArt-alpha-XL/2", DIFFUSERS_PIXART]
+    assert main(["bench", "--model", *models, "--resolution", "64", *TINY, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["model"] for r in rows] == models
+    for r in rows:
+        for key in (*REQUIRED, "peak_memory_mb", "gmac"):
+            assert key in r
+        assert r["depth"] == 1 and r["width"] == 64 and r["device"] == "cpu" and r["dtype"] == "fp32"
+        assert r["forward_ms"] > 0 and r["train_step_ms"] > 0 and r["gmac"] > 0
+    assert rows[0]["forward_time_ratio"] == 1.0 and rows[0]["forward_realised_speedup"] == 1.0
+    # diffusers' PixArt (counted by FlopCounterMode) has exactly our PixArt-alpha's MACs (analytic).
+    assert rows[3]["gmac"] == pytest.approx(rows[2]["gmac"], rel=1e-9)
+    assert rows[3]["gmac_fwd_bwd"] == pytest.approx(rows[2]["gmac_fwd_bwd"], rel=1e-9)
+
+
+def test_bench_forward_only_bf16_and_table(capsys):
+    assert (
+        main(["bench", "--model", "PT-DiT/Tiny", "--resolution", "128", *TINY, "--forward-only", "--dtype", "bf16"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "realised" in out and "PT-DiT/Tiny" in out
+    rows = run_benchmarks(["PT-DiT/Tiny"], [128], BenchSettings(resolution=128, depth=1, repeats=1, forward_only=True))
+    assert rows[0]["train_step_ms"] is None and rows[0]["window"] == [1, 1, 1]
+
+
+def test_bench_video_and_window(capsys):
+    args = ["bench", "--model", "PT-DiT/Tiny", "DiT-S/2", "--resolution", "64", "--frames", "9", *TINY]
+    assert main([*args, "--window", "1", "2", "2", "--forward-only", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["tokens"] == 3 * 4 * 4 and rows[0]["window"] == [1, 2, 2]
+    config = bench_config("DiT-S/2", BenchSettings(resolution=64, depth=1, width=64, heads=4))
+    assert rows[1]["gmac"] == pytest.approx(analytic_macs(config, token_grid(64, 9)).forward / 1e9)
+
+
+def test_window_report(capsys):
+    args = ["bench", "--model", "PT-DiT/Tiny", "--resolution", "256", *TINY, "--window-report", "--json"]
+    assert main(args) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["window"] == [1, 2, 2] and row["windows"] == 64
+    assert 0 < row["masked_windows"] < row["windows"]  # only the windows at the wrap need the mask
+    for key in ("window_ms", "shifted_split_ms", "shifted_all_masked_ms", "roll_ms"):
+        assert row[key] > 0
+
+
+def test_add_ratios_realised_speedup_definition():
+    rows = [
+        {"model": "pt", "resolution": 1, "frames": 1, "forward_ms": 50.0, "gmac": 5.0, "train_step_ms": None},
+        {"model": "dit", "resolution": 1, "frames": 1, "forward_ms": 100.0, "gmac": 10.0, "train_step_ms": None},
+        {"model": "dit", "resolution": 1, "frames": 1, "forward_ms": 80.0, "gmac": 10.0, "train_step_ms": None},
+    ]
+    add_ratios(rows)
+    # (t_baseline / t_ptdit) / (flops_baseline / flops_ptdit)
+    assert rows[1]["forward_realised_speedup"] == pytest.approx(1.0)
+    assert rows[2]["forward_realised_speedup"] == pytest.approx((80 / 50) / (10 / 5))
+    assert rows[2]["train_realised_speedup"] is None
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "Nope"], "unknown model"),
+        (["--model", "PT-DiT/Tiny", "--repeats", "0"], "repeats must be >= 1"),
+        (["--model", "PT-DiT/Tiny", "--resolution", "100"], "multiple of 16 px"),
+        (["--model", "PT-DiT/Tiny", "--device", "cuda"], "cuda"),
+        ([DIFFUSERS_PIXART.join(["--model=", ""]), "--frames", "9", "--resolution", "64"], "image model"),
+    ],
+)
+def test_bench_bad_input_is_one_line_error(capsys, args, message):
+    import torch
+
+    if "cuda" in args and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    assert main(["bench", *TINY, *args]) == 2  # later options win
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

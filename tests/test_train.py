@@ -1,0 +1,186 @@
+"""The training loop: overfitting, exact resume, atomic checkpoints, NaN handling, configs, the demo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import ptdit
+from _train_helpers import tiny_train_config
+from ptdit.diffusion.losses import DiffusionLoss, FlowMatchingLoss
+from ptdit.diffusion.schedules import FlowSchedule
+from ptdit.io import load_safetensors
+from ptdit.train.config import load_train_config
+from ptdit.train.loop import NonFiniteLossError, train
+from ptdit.train.optim import lr_factor, param_groups
+from ptdit.train.state import latest_checkpoint
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_overfit_one_batch_cuts_loss_tenfold():
+    torch.manual_seed(0)
+    model = ptdit.build_model(
+        "PT-DiT/Tiny", dim=32, depth=2, num_heads=2, in_channels=3, out_channels=6, context_dim=8, window_size=(1, 2, 2)
+    )
+    loss_fn = FlowMatchingLoss(FlowSchedule(shift=None))
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.rand(4, 3, 1, 8, 8, generator=gen) * 2 - 1  # 4 x 4 tokens: 4 windows, fast
+    cond = {"context": torch.randn(4, 3, 8, generator=gen), "context_mask": torch.ones(4, 3)}
+    t, noise = loss_fn.draw(x0.shape, generator=gen)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(200):
+        loss = loss_fn.compute(model, x0, cond, t, noise).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] / 10, (losses[0], losses[-1])
+
+
+def test_param_groups_skip_decay_on_norms_biases_embeddings_tables():
+    model = ptdit.build_model("PT-DiT/Tiny", conditioning="class", num_classes=3)
+    decay, no_decay = param_groups(model, 0.05)
+    names = {id(p): n for n, p in model.named_parameters()}
+    no_decay_names = {names[id(p)] for p in no_decay["params"]}
+    assert "label_embedder.embedding_table.weight" in no_decay_names
+    assert "transformer_blocks.0.scale_shift_table" in no_decay_names and "proj_out.bias" in no_decay_names
+    assert all(names[id(p)].endswith("weight") for p in decay["params"]) and decay["weight_decay"] == 0.05
+
+
+def test_lr_schedule_warmup_then_cosine():
+    cfg = tiny_train_config("optim.schedule=cosine", "optim.warmup_steps=10", "optim.min_lr_ratio=0.1").optim
+    assert lr_factor(0, cfg, 110) == pytest.approx(0.1) and lr_factor(9, cfg, 110) == pytest.approx(1.0)
+    assert lr_factor(60, cfg, 110) == pytest.approx(0.55) and lr_factor(110, cfg, 110) == pytest.approx(0.1)
+
+
+def _weights(folder: Path) -> dict[str, dict[str, torch.Tensor]]:
+    return {
+        name: load_safetensors(folder / name)
+        for name in ("model.safetensors", "ema.safetensors", "training_state/optimizer.safetensors")
+    }
+
+
+def test_resume_continues_identically(tmp_path):
+    cfg = tiny_train_config("train.max_steps=6", "optim.schedule=cosine")
+    straight = train(cfg, tmp_path / "straight", show_progress=False)
+    first = train(cfg, tmp_path / "resumed", stop_at=3, show_progress=False)
+    assert first.steps == 3 and latest_checkpoint(tmp_path / "resumed").name == "step-0000003"
+    resumed = train(cfg, tmp_path / "resumed", resume=True, show_progress=False)
+    assert resumed.steps == straight.steps == 6
+    a, b = _weights(straight.checkpoint), _weights(resumed.checkpoint)
+    for name in a:
+        assert a[name].keys() == b[name].keys()
+        for key in a[name]:
+            assert torch.equal(a[name][key], b[name][key]), f"{name}:{key} differs after resume"
+    losses = lambda p: [r["loss"] for r in map(json.loads, (p / "metrics.jsonl").read_text().splitlines())]  # noqa: E731
+    assert losses(tmp_path / "straight") == losses(tmp_path / "resumed")
+
+
+def test_checkpoint_layout_and_sampling_from_it(tmp_path):
+    from ptdit.cli.main import main
+
+    result = train(tiny_train_config("train.max_steps=2"), tmp_path / "run", show_progress=False)
+    folder = result.checkpoint
+    assert (tmp_path / "run" / "checkpoints" / "latest").read_text().strip() == folder.name == "step-0000002"
+    assert {p.name for p in folder.iterdir()} >= {
+        "config.json",
+        "model.safetensors",
+        "ema.safetensors",
+        "training_state",
+        "text_encoder",
+    }
+    config = json.loads((folder / "config.json").read_text())
+    assert config["pipeline"]["text_encoder"] == "text_encoder" and config["pipeline"]["height"] == 16
+    assert (
+        main(
+            [
+                "sample",
+                "--checkpoint",
+                str(folder),
+                "--prompt",
+                "a small red circle at the center",
+                "--out",
+                str(tmp_path / "samples"),
+            ]
+        )
+        == 0
+    )
+    assert (tmp_path / "samples" / "000-a-small-red-circle-at-the-center.png").is_file()
+    assert (tmp_path / "run" / "loss.png").is_file() and (tmp_path / "run" / "metrics.jsonl").is_file()
+
+
+def test_crash_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    cfg = tiny_train_config("train.max_steps=4", "train.checkpoint_every=2")
+    import ptdit.train.state as state
+
+    original, calls = state.write_json, []
+
+    def crash_on_second_progress(path, data):
+        if path.name == "progress.json":
+            calls.append(path)
+            if len(calls) == 2:
+                raise KeyboardInterrupt("killed during save")
+        return original(path, data)
+
+    monkeypatch.setattr(state, "write_json", crash_on_second_progress)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "run", show_progress=False)
+    latest = latest_checkpoint(tmp_path / "run")
+    assert latest.name == "step-0000002"
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["latest", "step-0000002"]
+    ptdit.load_model(latest, weights="ema.safetensors")  # loadable
+    # A folder left behind by a hard kill (never renamed into place) is ignored as well.
+    (tmp_path / "run" / "checkpoints" / ".step-0000004.tmp-x").mkdir()
+    assert latest_checkpoint(tmp_path / "run").name == "step-0000002"
+
+
+def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(tmp_path, monkeypatch):
+    cfg = tiny_train_config("train.max_steps=5", "train.checkpoint_every=2")
+    original, count = DiffusionLoss.compute, {"n": 0}
+
+    def nan_at_step_three(self, *args, **kwargs):
+        count["n"] += 1
+        loss = original(self, *args, **kwargs)
+        return loss * float("nan") if count["n"] == 4 else loss
+
+    monkeypatch.setattr(DiffusionLoss, "compute", nan_at_step_three)
+    with pytest.raises(NonFiniteLossError, match=r"loss became nan at step 3.*last good checkpoint .*step-0000002"):
+        train(cfg, tmp_path / "run", show_progress=False)
+    assert latest_checkpoint(tmp_path / "run").name == "step-0000002"
+
+
+def test_refuses_to_overwrite_a_run_and_resume_needs_a_checkpoint(tmp_path):
+    cfg = tiny_train_config("train.max_steps=1")
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        train(cfg, tmp_path / "run", resume=True, show_progress=False)
+    train(cfg, tmp_path / "run", show_progress=False)
+    with pytest.raises(ValueError, match="pass --resume"):
+        train(cfg, tmp_path / "run", show_progress=False)
+
+
+def test_config_errors_are_clear(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown keys in config section 'optim': \['lrr'\]"):
+        tiny_train_config("optim.lrr=1")
+    with pytest.raises(ValueError, match="unknown ptdit config keys"):
+        tiny_train_config("model.widht=3")
+    with pytest.raises(ValueError, match="divisible by processes x grad_accum"):
+        train(tiny_train_config("optim.grad_accum=3"), tmp_path / "r", show_progress=False)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        load_train_config(bad)
+    with pytest.raises(FileNotFoundError, match="config file"):
+        load_train_config(tmp_path / "missing.yaml")
+
+
+def test_grad_accumulation_matches_full_batch(tmp_path):
+    full = train(tiny_train_config("train.max_steps=2"), tmp_path / "full", show_progress=False)
+    accum = train(tiny_train_config("train.max_steps=2", "optim.grad_accum=2"), tmp_path / "acc", show_progress=False)
+    a, b = _weights(full.checkpoint)["model.safetensors"], _weights(accum.checkpoint)["model.safetensors"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4)
