@@ -29,7 +29,7 @@ def tiny_train_config(*overrides: str, **sections: dict[str, Any]) -> TrainConfi
             "cfg_scale": 2.0,
             "timestep_shift": False,
         },
-        "data": {"dataset": "shapes", "size": 16, "options": {"max_objects": 1}},
+        "data": {"dataset": "shapes", "size": 24, "options": {"max_objects": 1}},
         "optim": {"lr": 1e-3, "warmup_steps": 2},
         "train": {
             "batch_size": 4,

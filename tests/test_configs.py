@@ -57,7 +57,7 @@ def assets(tmp_path_factory):
 
 def _overrides(name: str, assets) -> list[str]:
     if name.startswith("demo-"):
-        return [*TINY_MODEL, "data.size=16", "pipeline.steps=2"]
+        return [*TINY_MODEL, "data.size=24", "pipeline.steps=2"]
     common = [
         *TINY_MODEL,
         f"pipeline.text_encoder={assets['t5']}",

@@ -27,7 +27,7 @@ ARGS = [
     "--set",
     "model.context_dim=32",
     "--set",
-    "data.size=16",
+    "data.size=24",
     "--set",
     "train.precision=fp32",
     "--set",

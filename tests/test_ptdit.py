@@ -142,6 +142,8 @@ def test_grad_checkpointing_equivalence():
 def test_split_shifted_windows_equals_reference_path_in_model():
     model = _model().train()
     x, t, ctx, mask = text_inputs()
+    for block in model.transformer_blocks:
+        block.split_shifted_windows = True
     fast = model(x, t, ctx, mask)
     g_fast = torch.autograd.grad(fast.square().sum(), list(model.parameters()))
     for block in model.transformer_blocks:
@@ -341,3 +343,18 @@ def test_config_validation_errors():
         tiny_config(proxy_mode="median")
     with pytest.raises(ValueError, match="window_size"):
         tiny_config(window_size=(1, 0, 4))
+
+
+def test_inference_mode_first_call_does_not_poison_training():
+    # Masks and positional embeddings are cached; building them under inference_mode must not break training.
+    from ptdit.attention.window import masked_window_split, shifted_window_mask
+    from ptdit.nn.embeddings import sincos_pos_embed_3d
+
+    for cache in (shifted_window_mask, masked_window_split, sincos_pos_embed_3d):
+        cache.cache_clear()
+    model = _model().train()
+    x, t, ctx, mask = text_inputs()
+    with torch.inference_mode():
+        model(x, t, ctx, mask)
+    model(x, t, ctx, mask).square().mean().backward()
+    assert all(p.grad is not None for p in model.parameters())

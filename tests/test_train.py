@@ -95,21 +95,10 @@ def test_checkpoint_layout_and_sampling_from_it(tmp_path):
         "text_encoder",
     }
     config = json.loads((folder / "config.json").read_text())
-    assert config["pipeline"]["text_encoder"] == "text_encoder" and config["pipeline"]["height"] == 16
-    assert (
-        main(
-            [
-                "sample",
-                "--checkpoint",
-                str(folder),
-                "--prompt",
-                "a small red circle at the center",
-                "--out",
-                str(tmp_path / "samples"),
-            ]
-        )
-        == 0
-    )
+    assert config["pipeline"]["text_encoder"] == "text_encoder" and config["pipeline"]["height"] == 24
+    sample = ["sample", "--prompt", "a small red circle at the center", "--out", str(tmp_path / "samples")]
+    assert main([*sample, "--checkpoint", str(folder)]) == 0
+    assert main([*sample, "--checkpoint", str(tmp_path / "run")]) == 0  # a run folder resolves to its latest
     assert (tmp_path / "samples" / "000-a-small-red-circle-at-the-center.png").is_file()
     assert (tmp_path / "run" / "loss.png").is_file() and (tmp_path / "run" / "metrics.jsonl").is_file()
 
@@ -184,3 +173,10 @@ def test_grad_accumulation_matches_full_batch(tmp_path):
     a, b = _weights(full.checkpoint)["model.safetensors"], _weights(accum.checkpoint)["model.safetensors"]
     for key in a:
         torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4)
+
+
+def test_yaml_numbers_written_as_strings_are_coerced_and_bad_values_named():
+    cfg = tiny_train_config("optim.lr=2e-3", "train.max_minutes=1")
+    assert cfg.optim.lr == 2e-3 and isinstance(cfg.optim.lr, float)
+    with pytest.raises(ValueError, match=r"optim.lr must be a number, got 'fast'"):
+        tiny_train_config("optim.lr=fast")

@@ -201,17 +201,31 @@ class PipelineConfig:
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(f"unknown pipeline config keys {unknown}; valid keys: {sorted(names)}")
-        return cls(**{k: _coerce(v, hints[k]) for k, v in data.items()})
+        return cls(**{k: _coerce(v, hints[k], k) for k, v in data.items()})
 
 
 ModelConfig = PTDiTConfig | DiTConfig | PixArtConfig
 CONFIG_CLASSES: dict[str, type[_ModelConfig]] = {c.arch: c for c in (PTDiTConfig, DiTConfig, PixArtConfig)}
 
 
-def _coerce(value: Any, hint: Any) -> Any:
-    """JSON value -> field type (lists become tuples for tuple-typed fields)."""
+def _coerce(value: Any, hint: Any, name: str = "value") -> Any:
+    """JSON / YAML value -> field type: lists become tuples for tuple fields, numbers written as strings (YAML
+    reads `2e-3` as a string) become numbers. A value that does not fit raises ValueError naming the field."""
     if isinstance(value, list) and _is_tuple_hint(hint):
         return tuple(value)
+    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    if value is None or isinstance(value, bool):
+        return value
+    if float in args and isinstance(value, (int, str)) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if int in args and isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            raise ValueError(f"{name} must be an integer, got {value!r}") from None
     return value
 
 
@@ -235,7 +249,7 @@ def config_from_dict(data: dict[str, Any]) -> ModelConfig:
     unknown = sorted(set(data) - names)
     if unknown:
         raise ValueError(f"unknown {arch} config keys {unknown}; valid keys: {sorted(names)}")
-    return cls(**{k: _coerce(v, hints[k]) for k, v in data.items()})  # type: ignore[return-value]
+    return cls(**{k: _coerce(v, hints[k], k) for k, v in data.items()})  # type: ignore[return-value]
 
 
 def replace(config: ModelConfig, **overrides: Any) -> ModelConfig:

@@ -7,7 +7,10 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 import shutil
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -32,6 +35,13 @@ class DemoResult:
     metrics: dict[str, Any]
 
 
+def default_processes() -> int:
+    """Training processes for the demo: one. On the 2-core machines, two single-threaded DDP processes trained
+    no faster than one two-threaded process (1051 vs 1078 steps in 5 minutes, measured), as gradient
+    all-reduce and per-process data loading ate the gain; `--processes` is there for larger machines."""
+    return 1
+
+
 def run_demo(
     task: str = "t2i",
     *,
@@ -39,6 +49,7 @@ def run_demo(
     out_dir: str | Path | None = None,
     overrides: list[str] | None = None,
     eval_prompts: int | None = None,
+    processes: int | None = None,
 ) -> DemoResult:
     """Trains for `minutes`, evaluates with the oracle and writes the report. Returns the metrics."""
     from ptdit.models.registry import count_parameters
@@ -51,8 +62,17 @@ def run_demo(
         raise ValueError(f"--minutes must be positive, got {minutes}")
     out = Path(out_dir or ("runs/demo" if task == "t2i" else f"runs/demo-{task}"))
     _clear_previous_run(out)
-    cfg = load_train_config(config_path(TASKS[task]), [f"train.max_minutes={minutes}", *(overrides or [])])
-    result = train(cfg, out)
+    processes = default_processes() if processes is None else processes
+    if processes < 1:
+        raise ValueError(f"--processes must be >= 1, got {processes}")
+    overrides = [f"train.max_minutes={minutes}", *(overrides or [])]
+    if processes > 1:
+        overrides += ["train.parallel=ddp", "train.num_threads=1"]
+    cfg = load_train_config(config_path(TASKS[task]), overrides)
+    if processes == 1:
+        result = train(cfg, out)
+    else:
+        result = train_in_processes(config_path(TASKS[task]), overrides, out, processes)
 
     # Evaluate the EMA weights on a fixed prompt set with the oracle
     from ptdit.data import ORACLES
@@ -86,6 +106,46 @@ def run_demo(
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     report = write_report(out, metrics, pixels, prompts, scores, cfg)
     return DemoResult(out_dir=out, report=report, metrics=metrics)
+
+
+def train_in_processes(config: Path, overrides: list[str], out: Path, processes: int):
+    """Runs `ptdit train` under torchrun (DDP on CPU with gloo) and reads the result back from the run folder."""
+    from ptdit.train.artifacts import read_metrics
+    from ptdit.train.loop import TrainResult
+    from ptdit.train.state import STATE_DIR, latest_checkpoint
+
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={processes}",
+        "-m",
+        "ptdit",
+        "train",
+        "--config",
+        str(config),
+        "--out",
+        str(out),
+    ]
+    for item in overrides:
+        cmd += ["--set", item]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    print(f"training with {processes} processes (torchrun, DDP): {' '.join(cmd[2:])}", file=sys.stderr)
+    code = subprocess.run(cmd, env=env).returncode
+    if code != 0:
+        raise ValueError(f"training failed (exit code {code}); see the messages above")
+    folder = latest_checkpoint(out)
+    progress = json.loads((folder / STATE_DIR / "progress.json").read_text())
+    losses = [r["loss"] for r in read_metrics(out / "metrics.jsonl")]
+    return TrainResult(
+        out_dir=out,
+        steps=progress["step"],
+        samples_seen=progress["samples_seen"],
+        train_seconds=progress["train_seconds"],
+        final_loss=losses[-1] if losses else float("nan"),
+        checkpoint=folder,
+    )
 
 
 def _clear_previous_run(out: Path) -> None:

@@ -8,11 +8,12 @@ every function takes the actual grid, and masks are cached per (grid, window, sh
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import torch
 from einops import rearrange
+
+from ptdit.nn.cache import cached_tensor_builder
 
 Size3 = tuple[int, int, int]
 
@@ -73,7 +74,7 @@ def _wrapped_region_ids(grid: Size3, shift: Size3) -> torch.Tensor:
     return ids
 
 
-@functools.lru_cache(maxsize=64)
+@cached_tensor_builder
 def shifted_window_mask(grid: Size3, window: Size3, shift: Size3, device: torch.device | str = "cpu") -> torch.Tensor:
     """Boolean (M, W, W) mask for attention inside the windows of the rolled grid; True = may attend.
 
@@ -84,7 +85,7 @@ def shifted_window_mask(grid: Size3, window: Size3, shift: Size3, device: torch.
     return (ids_MW[:, :, None] == ids_MW[:, None, :]).to(device)
 
 
-@functools.lru_cache(maxsize=64)
+@cached_tensor_builder
 def masked_window_split(
     grid: Size3, window: Size3, shift: Size3, device: torch.device | str = "cpu"
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

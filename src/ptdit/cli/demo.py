@@ -16,6 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--minutes", type=float, default=5.0, help="training time budget")
     p.add_argument("--out", help="run folder (default runs/demo, or runs/demo-TASK)")
+    p.add_argument("--processes", type=int, help="training processes (torchrun + DDP, one thread each); default 1")
     p.add_argument(
         "--set",
         dest="overrides",
@@ -30,7 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ptdit.demo import run_demo
 
-    result = run_demo(args.task, minutes=args.minutes, out_dir=args.out, overrides=args.overrides)
+    result = run_demo(
+        args.task, minutes=args.minutes, out_dir=args.out, overrides=args.overrides, processes=args.processes
+    )
     m = result.metrics
     print(
         f"\noracle caption-adherence accuracy: {m['oracle_accuracy']:.3f} on {m['eval_prompts']} prompts "

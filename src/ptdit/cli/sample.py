@@ -14,7 +14,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Loads config.json + weights (EMA weights when present) and the text encoder and VAE the "
         "checkpoint names, then samples. Defaults (steps, cfg, sampler, size) come from the checkpoint.",
     )
-    p.add_argument("--checkpoint", required=True, help="checkpoint folder (config.json + model.safetensors)")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="checkpoint folder (config.json + weights), or a training run folder (uses its latest)",
+    )
     p.add_argument("--prompt", action="append", default=[], help="a prompt (repeatable)")
     p.add_argument("--prompts-file", help="a UTF-8 text file with one prompt per line")
     p.add_argument("--negative-prompt", help="negative prompt for classifier-free guidance (default: empty)")
@@ -81,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from ptdit.sampling.media import write_samples
-    from ptdit.sampling.pipeline import GenerationPipeline
+    from ptdit.sampling.pipeline import GenerationPipeline, resolve_checkpoint
 
     # 1. Validate everything before any work, so bad input leaves no files behind.
     check_args(args)
@@ -145,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
             "width": req.width,
             "frames": req.frames,
             "window_size": list(req.window_size) if req.window_size else None,
-            "checkpoint": str(Path(args.checkpoint).resolve()),
+            "checkpoint": str(resolve_checkpoint(args.checkpoint).resolve()),
         }
         for i, item in enumerate(items)
     ]

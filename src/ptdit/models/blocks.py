@@ -33,8 +33,10 @@ class PTDiTBlock(nn.Module):
     """One PT-Block. Modules that an ablation switches off are not created (and hold no parameters).
 
     Runtime attributes:
-        split_shifted_windows: run the mask-free shifted windows unmasked (fast path, default) instead of
-            masking every window (reference path); both give the same result.
+        split_shifted_windows: True runs the mask-free shifted windows unmasked and masks only the boundary
+            windows; False masks every window (reference path); both give the same result. None (default)
+            splits on CUDA only: the CPU flash kernel takes a mask at no extra cost, so there the split's copies
+            are pure overhead (BENCHMARKS.md).
         proxy_generator: random source for proxy_mode="random".
     """
 
@@ -42,7 +44,7 @@ class PTDiTBlock(nn.Module):
         super().__init__()
         D, heads, eps = config.dim, config.num_heads, config.norm_eps
         self.config = config
-        self.split_shifted_windows = True
+        self.split_shifted_windows: bool | None = None
         self.proxy_generator: torch.Generator | None = None
         self.scale_shift_table = _table(6, D)  # T6: shift/scale/gate of window attention, then of the MLP
 
@@ -155,7 +157,10 @@ class PTDiTBlock(nn.Module):
             out_BMWD = self.attn3(h_BMWD)
         else:
             device = x_BMWD.device
-            split = layout.shift_split(device) if self.split_shifted_windows else None
+            use_split = self.split_shifted_windows
+            if use_split is None:
+                use_split = device.type == "cuda"
+            split = layout.shift_split(device) if use_split else None
             rolled_BMWD = masked_window_attention(self.attn3, layout.roll(h_BMWD), layout.shift_mask(device), split)
             out_BMWD = layout.roll(rolled_BMWD, inverse=True)
         return self.linear_2(gate_sw * out_BMWD)  # gate before the zero-init linear: its bias is not gated

@@ -6,13 +6,14 @@ L tokens (F Y X, raster order), D width, S text tokens, E caption channels.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
+
+from ptdit.nn.cache import cached_tensor_builder
 
 Size3 = tuple[int, int, int]
 
@@ -30,7 +31,7 @@ def sincos_1d(pos: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=1)
 
 
-@functools.lru_cache(maxsize=32)
+@cached_tensor_builder
 def sincos_pos_embed_3d(
     grid: Size3, dim: int, *, interpolation_scale: float = 1.0, reference_compat: bool = False
 ) -> torch.Tensor:
@@ -62,7 +63,7 @@ def sincos_pos_embed_3d(
     return emb.reshape(nf * ny * nx, dim).float()
 
 
-@functools.lru_cache(maxsize=32)
+@cached_tensor_builder
 def sincos_pos_embed_2d(grid: Size3, dim: int) -> torch.Tensor:
     """DiT's 2D sin-cos embedding, (L, dim) float32: [column code (dim/2), row code (dim/2)] per frame.
 

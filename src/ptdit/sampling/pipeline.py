@@ -26,6 +26,15 @@ from ptdit.sampling.solvers import SAMPLERS, build_timesteps, get_sampler
 PREDICTION_OF = {"flow": "velocity", "vp-v": "v", "vp-eps": "eps"}
 
 
+def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
+    """A checkpoint folder, or a training run folder (then its `checkpoints/latest`)."""
+    folder = Path(path)
+    pointer = folder / "checkpoints" / "latest"
+    if not (folder / "config.json").is_file() and pointer.is_file():
+        return folder / "checkpoints" / pointer.read_text().strip()
+    return folder
+
+
 def make_schedule(config: PipelineConfig, *, spatial_factor: int = 8, temporal_factor: int = 4) -> NoiseSchedule:
     """The noise schedule a checkpoint was trained with; the VAE factors turn latent sizes into pixel sizes
     for the timestep shift during training."""
@@ -103,7 +112,7 @@ class GenerationPipeline:
         from ptdit.encoders import load_text_encoder, load_vae
         from ptdit.models.registry import load_model, read_checkpoint_config
 
-        folder = Path(checkpoint)
+        folder = resolve_checkpoint(checkpoint)
         data = read_checkpoint_config(folder)
         config = PipelineConfig.from_dict(data.get("pipeline") or {})
         if weights is None:

@@ -86,5 +86,6 @@ def sample_strips(pixels_BCFHW: torch.Tensor, max_frames: int = 8) -> np.ndarray
     """One row per sample (up to `max_frames` frames side by side), stacked into one uint8 image."""
     from ptdit.sampling.media import image_grid, to_uint8_frames
 
-    rows = [image_grid(list(to_uint8_frames(p)[:max_frames]), columns=max_frames) for p in pixels_BCFHW]
-    return image_grid(rows, columns=1)
+    frames = min(max_frames, pixels_BCFHW.shape[2])
+    rows = [image_grid(list(to_uint8_frames(p)[:frames]), columns=frames) for p in pixels_BCFHW]
+    return image_grid(rows, columns=8 if frames == 1 else 1)

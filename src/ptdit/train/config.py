@@ -74,6 +74,7 @@ class RunConfig:
     num_sample_prompts: int = 8
     sample_steps: int | None = None
     device: str = "cpu"
+    num_threads: int | None = None  # torch CPU threads per process (None: torch's default)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.max_steps < 0 or self.log_every < 1 or self.keep_last < 1:
@@ -116,7 +117,7 @@ def _section(cls: type, data: dict[str, Any], name: str) -> Any:
     unknown = sorted(set(data) - names)
     if unknown:
         raise ValueError(f"unknown keys in config section {name!r}: {unknown}; valid keys: {sorted(names)}")
-    return cls(**{k: _coerce(v, hints[k]) for k, v in data.items()})
+    return cls(**{k: _coerce(v, hints[k], f"{name}.{k}") for k, v in data.items()})
 
 
 def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:

@@ -242,6 +242,8 @@ def train(
             train.max_steps, so stopping early and resuming reproduces an uninterrupted run).
         show_progress: progress bar on rank 0 (a log line per interval when stderr is not a terminal).
     """
+    if cfg.train.num_threads is not None:
+        torch.set_num_threads(cfg.train.num_threads)
     info = setup_distributed(cfg.train.device)
     try:
         return _train(cfg, Path(out_dir), info, resume=resume, stop_at=stop_at, show_progress=show_progress)
@@ -328,8 +330,10 @@ def _train(
         is_writer=info.is_main,
     )
     frames = int(dataset[0]["pixels"].shape[1])
-    # Checkpoints sample at the trained size by default.
+    # Checkpoints sample at the trained size, with the trained window, by default.
     pipeline.update(height=cfg.data.size, width=cfg.data.size, frames=frames)
+    if pipeline.get("window_size") is None and hasattr(model_config, "window_size"):
+        pipeline["window_size"] = list(model_config.window_size)
     bar = _progress_bar(state.step, stop, enabled=info.is_main and show_progress)
     start_time, start_step, last_log = time.perf_counter(), state.step, time.perf_counter()
     losses: list[float] = []
@@ -375,7 +379,7 @@ def _train(
             checkpoint = save() or checkpoint
         if cfg.train.sample_every and state.step % cfg.train.sample_every == 0 and info.is_main:
             write_sample_grid(state, pipeline, out / "samples" / f"step-{state.step:07d}.png")
-        if cfg.train.max_minutes is not None and elapsed() - seconds_before >= cfg.train.max_minutes * 60:
+        if cfg.train.max_minutes is not None and _agree(elapsed() - seconds_before >= cfg.train.max_minutes * 60):
             break
     bar.close()
     if state.step > start_step or checkpoint is None:
@@ -391,6 +395,12 @@ def _train(
     )
 
 
+def _agree(flag: bool) -> bool:
+    """True when any process says so: every process must leave the loop at the same step, or the others would
+    wait forever in the next gradient all-reduce."""
+    return bool(all_reduce_sum(torch.tensor(float(flag))) > 0)
+
+
 class _progress_bar:
     """tqdm bar with step, loss, samples/s and ETA; a plain log line per ~5% when stderr is not a terminal."""
 
@@ -398,7 +408,7 @@ class _progress_bar:
         from tqdm.auto import tqdm
 
         self.enabled, self.total, self.tty = enabled, total, sys.stderr.isatty()
-        self.every = max(total // 20, 1)
+        self.every, self.last_print = max(total // 20, 1), time.perf_counter()
         self.bar = tqdm(total=total, initial=start, unit="step", disable=not (enabled and self.tty), dynamic_ncols=True)
 
     def update(self, step: int, record: dict[str, Any]) -> None:
@@ -407,7 +417,8 @@ class _progress_bar:
         if self.tty:
             self.bar.update(step - self.bar.n)
             self.bar.set_postfix(loss=f"{record['loss']:.4f}", samples_s=f"{record['samples_per_second']:.1f}")
-        elif step % self.every == 0 or step == self.total:
+        elif step % self.every == 0 or step == self.total or time.perf_counter() - self.last_print >= 30:
+            self.last_print = time.perf_counter()
             print(
                 f"step {step}/{self.total}  loss {record['loss']:.4f}  {record['samples_per_second']:.1f} samples/s  "
                 f"{record['elapsed_seconds']:.0f}s",
