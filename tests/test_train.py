@@ -84,8 +84,12 @@ def test_resume_continues_identically(tmp_path):
 def test_checkpoint_layout_and_sampling_from_it(tmp_path):
     from ptdit.cli.main import main
 
-    result = train(tiny_train_config("train.max_steps=2"), tmp_path / "run", show_progress=False)
+    result = train(
+        tiny_train_config("train.max_steps=2", "train.sample_every=2"), tmp_path / "run", show_progress=False
+    )
     folder = result.checkpoint
+    grid = tmp_path / "run" / "samples" / "step-0000002.png"  # periodic EMA sample grid
+    assert grid.is_file() and grid.stat().st_size > 100
     assert (tmp_path / "run" / "checkpoints" / "latest").read_text().strip() == folder.name == "step-0000002"
     assert {p.name for p in folder.iterdir()} >= {
         "config.json",

@@ -102,6 +102,7 @@ def run_demo(
         "sampling_steps": pipe.config.steps,
         "cfg_scale": pipe.config.cfg_scale,
         "checkpoint": str(result.checkpoint),
+        "example_prompt": prompts[0],
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     report = write_report(out, metrics, pixels, prompts, scores, cfg)

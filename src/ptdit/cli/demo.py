@@ -42,5 +42,5 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"report:  {result.report}")
     print(f"metrics: {result.out_dir / 'metrics.json'}")
-    print(f'sample more: ptdit sample --checkpoint {m["checkpoint"]} --prompt "a large red circle at the center"')
+    print(f'sample more: ptdit sample --checkpoint {m["checkpoint"]} --prompt "{m["example_prompt"]}"')
     return 0
