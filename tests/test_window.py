@@ -54,6 +54,20 @@ def test_shift_unshift_is_identity(grid, window):
     assert torch.equal(shift_windows(shift_windows(x_BFYXD, layout.shift), tuple(-s for s in layout.shift)), x_BFYXD)
 
 
+@pytest.mark.parametrize(("grid", "window"), GRIDS_WINDOWS)
+def test_gather_roll_equals_reference_roll(grid, window):
+    layout = WindowLayout.create(grid, window)
+    x_BMWD = torch.randn(2, layout.num_windows, layout.window_tokens, 3, requires_grad=True)
+    for inverse in (False, True):
+        fast = layout.roll(x_BMWD, inverse=inverse)
+        ref = layout.roll_reference(x_BMWD, inverse=inverse)
+        assert torch.equal(fast, ref)
+        g_fast, g_ref = (
+            torch.autograd.grad((y * torch.arange(y.numel()).view_as(y)).sum(), x_BMWD)[0] for y in (fast, ref)
+        )
+        assert torch.equal(g_fast, g_ref)
+
+
 def test_shift_moves_tokens_by_minus_shift():
     x = torch.arange(8.0).reshape(1, 1, 1, 8, 1)
     assert shift_windows(x, (0, 0, 2)).flatten().tolist() == [2, 3, 4, 5, 6, 7, 0, 1]

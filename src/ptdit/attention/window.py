@@ -105,6 +105,25 @@ def masked_window_split(
     return plain_idx.to(device), masked_idx.to(device), inverse_perm.to(device)
 
 
+@cached_tensor_builder
+def rolled_window_index(
+    grid: Size3, window: Size3, shift: Size3, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(perm, inverse): token permutations between the windowed layout and the windowed layout of the rolled grid.
+
+    `x.flatten(1, 2)[:, perm]` equals reverse -> roll by -shift -> partition, in one gather instead of three
+    full copies; `inverse` undoes it.
+    """
+    ids_BFYXD = torch.arange(grid[0] * grid[1] * grid[2]).view(1, *grid, 1)
+    perm = window_partition(shift_windows(ids_BFYXD, shift), window).flatten()  # source window-layout token ids
+    ids_layout = window_partition(ids_BFYXD, window).flatten()  # window-layout position -> grid id
+    # perm holds grid ids; map them to window-layout positions.
+    position_of_id = torch.empty_like(ids_layout)
+    position_of_id[ids_layout] = torch.arange(ids_layout.numel())
+    perm = position_of_id[perm]
+    return perm.to(device), torch.argsort(perm).to(device)
+
+
 def nearest_multiples(value: int, multiple: int) -> str:
     """'16 or 32' style hint of the valid sizes nearest to `value`."""
     below = (value // multiple) * multiple
@@ -168,7 +187,13 @@ class WindowLayout:
         return window_reverse(x_BMWD, self.grid, self.window).flatten(1, 3)
 
     def roll(self, x_BMWD: torch.Tensor, *, inverse: bool = False) -> torch.Tensor:
-        """Re-windows `x` on the grid rolled by -shift (or undoes that with inverse=True)."""
+        """Re-windows `x` on the grid rolled by -shift (or undoes that with inverse=True), as one gather."""
+        perm, inverse_perm = rolled_window_index(self.grid, self.window, self.shift, str(x_BMWD.device))
+        index = inverse_perm if inverse else perm
+        return x_BMWD.flatten(1, 2).index_select(1, index).view(x_BMWD.shape)
+
+    def roll_reference(self, x_BMWD: torch.Tensor, *, inverse: bool = False) -> torch.Tensor:
+        """`roll` written as its definition: back to the grid, cyclic shift, re-partition (three copies)."""
         shift = tuple(-s for s in self.shift) if inverse else self.shift
         grid_BFYXD = window_reverse(x_BMWD, self.grid, self.window)
         return window_partition(shift_windows(grid_BFYXD, shift), self.window)
