@@ -22,7 +22,11 @@ def test_dit_forward_and_adaln_zero_init():
 
 
 def test_dit_stored_pos_embed_equals_computed():
+    from ptdit.nn.embeddings import sincos_pos_embed_2d
+
     model = DiT(DiTConfig(dim=32, depth=1, num_heads=2, num_classes=10, input_size=16))
+    assert not model.pos_embed.requires_grad
+    torch.testing.assert_close(model.pos_embed[0], sincos_pos_embed_2d((1, 8, 8), 32))
     randomize_(model)
     x = torch.randn(1, 4, 1, 16, 16)
     stored = model(x, 3.0, class_labels=torch.tensor([1]))

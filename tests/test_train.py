@@ -18,8 +18,6 @@ from ptdit.train.loop import NonFiniteLossError, train
 from ptdit.train.optim import lr_factor, param_groups
 from ptdit.train.state import latest_checkpoint
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-
 
 def test_overfit_one_batch_cuts_loss_tenfold():
     torch.manual_seed(0)
@@ -65,6 +63,10 @@ def _weights(folder: Path) -> dict[str, dict[str, torch.Tensor]]:
     }
 
 
+def _losses(run: Path) -> list[float]:
+    return [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
 def test_resume_continues_identically(tmp_path):
     cfg = tiny_train_config("train.max_steps=6", "optim.schedule=cosine")
     straight = train(cfg, tmp_path / "straight", show_progress=False)
@@ -77,8 +79,7 @@ def test_resume_continues_identically(tmp_path):
         assert a[name].keys() == b[name].keys()
         for key in a[name]:
             assert torch.equal(a[name][key], b[name][key]), f"{name}:{key} differs after resume"
-    losses = lambda p: [r["loss"] for r in map(json.loads, (p / "metrics.jsonl").read_text().splitlines())]  # noqa: E731
-    assert losses(tmp_path / "straight") == losses(tmp_path / "resumed")
+    assert _losses(tmp_path / "straight") == _losses(tmp_path / "resumed")
 
 
 def test_checkpoint_layout_and_sampling_from_it(tmp_path):

@@ -136,6 +136,10 @@ class DiTConfig(_ModelConfig):
     class_dropout_prob: float = 0.1
     input_size: int = 32  # latent side of the stored fixed positional table (DiT checkpoints carry it)
 
+    @property
+    def conditioning(self) -> str:
+        return "class"
+
 
 @dataclass(frozen=True, kw_only=True)
 class PixArtConfig(_ModelConfig):
@@ -144,6 +148,10 @@ class PixArtConfig(_ModelConfig):
     arch: ClassVar[str] = "pixart"
 
     context_dim: int = 4096
+
+    @property
+    def conditioning(self) -> str:
+        return "text"
 
 
 TASKS = ("t2i", "t2v", "t2mv", "class", "uncond")

@@ -32,7 +32,7 @@ def describe_presets() -> list[dict[str, Any]]:
                 "heads": config.num_heads,
                 "head_dim": config.head_dim,
                 "patch_size": config.patch_size,
-                "conditioning": getattr(config, "conditioning", "class" if config.arch == "dit" else "text"),
+                "conditioning": config.conditioning,
                 "window_size": list(config.window_size) if hasattr(config, "window_size") else None,
                 "paper_parameters": PAPER_PARAMETERS.get(name),
             }

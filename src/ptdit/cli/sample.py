@@ -105,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
     if not items:
         what = "--prompt or --prompts-file" if cfg.task != "class" else "--class-label"
         raise ValueError(f"this {cfg.task} checkpoint needs {what}")
-    pipe.conditioning(items[:1] if cfg.task != "class" else None, items[:1] if cfg.task == "class" else None, "")
+    if cfg.task == "class":
+        pipe.check_class_labels(items)  # before any sampling
     steps = cfg.steps if args.steps is None else args.steps
     scale = cfg.cfg_scale if args.cfg is None else args.cfg
     sampler = args.sampler or cfg.sampler

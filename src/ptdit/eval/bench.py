@@ -157,7 +157,7 @@ def _ptdit_runner(name: str, settings: BenchSettings) -> Runner:
     kwargs: dict[str, Any] = {}
     if window is not None:
         kwargs["window_size"] = window
-    if config.arch == "pixart" or getattr(config, "conditioning", "class") == "text":
+    if config.conditioning == "text":
         kwargs["context"] = torch.randn(B, settings.text_tokens, config.context_dim, device=device, dtype=dtype)
     elif config.arch == "dit" or config.conditioning == "class":
         kwargs["class_labels"] = torch.randint(0, config.num_classes, (B,), device=device)

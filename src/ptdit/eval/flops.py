@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 import torch
 
 from ptdit.config import DiTConfig, ModelConfig, PixArtConfig, PTDiTConfig, replace
+from ptdit.presets.windows import VIDEO_TEMPORAL_WINDOW
+from ptdit.presets.windows import paper_window as presets_paper_window
 
 Size3 = tuple[int, int, int]
 
@@ -38,8 +40,6 @@ TEXT_TOKENS = 120  # caption length used for every count unless stated otherwise
 VAE_SPATIAL = 8  # latents are 8x smaller than pixels in space ...
 VAE_TEMPORAL = 4  # ... and 4x shorter in time (SPEC 5)
 TIMESTEP_FEATURES = 256  # sinusoidal features fed to the timestep MLP
-VIDEO_WINDOW_FRAMES = 4  # p_f of every video window (SPEC 5)
-PAPER_WINDOWS_PER_SIDE = 8  # the paper's windows tile each frame into 8 x 8 windows (SPEC 6 table)
 
 # Eq. 4 table of the paper: (resolution, window, attention-cost ratio as printed). The printed 2048 value
 # (2.3%) contradicts Eq. 4, whose value is 3.5% (SPEC 6); `eq4_rows` reports both.
@@ -75,29 +75,12 @@ def token_grid(resolution: int, frames: int = 1, *, patch_size: int = 2) -> Size
 
 
 def paper_window(resolution: int, frames: int = 1, *, patch_size: int = 2) -> Size3:
-    """The paper's window for a square resolution: 8 x 8 windows per frame, p_f = 4 for video (SPEC 5, 6).
+    """The paper's window for a square resolution (`ptdit.presets.windows.paper_window` on its token grid).
 
     256 px -> (1, 2, 2), 512 -> (1, 4, 4), 1024 -> (1, 8, 8), 2048 -> (1, 16, 16); video (4, s, s). Below
     128 px (fewer than 8 tokens per side) every token is its own window.
     """
-    nf, side, _ = token_grid(resolution, frames, patch_size=patch_size)
-    if side < PAPER_WINDOWS_PER_SIDE:
-        spatial = 1
-    elif side % PAPER_WINDOWS_PER_SIDE == 0:
-        spatial = side // PAPER_WINDOWS_PER_SIDE
-    else:
-        raise ValueError(
-            f"{resolution} px gives {side} tokens per side, which 8 windows do not tile; use a multiple of "
-            f"{VAE_SPATIAL * patch_size * PAPER_WINDOWS_PER_SIDE} px or pass an explicit window"
-        )
-    if nf == 1:
-        return (1, spatial, spatial)
-    if nf % VIDEO_WINDOW_FRAMES:
-        raise ValueError(
-            f"{frames} frames give {nf} latent frames, not a multiple of the video window's {VIDEO_WINDOW_FRAMES} "
-            "frames; choose another frame count or pass an explicit window"
-        )
-    return (VIDEO_WINDOW_FRAMES, spatial, spatial)
+    return presets_paper_window(token_grid(resolution, frames, patch_size=patch_size), temporal=VIDEO_TEMPORAL_WINDOW)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -241,7 +224,7 @@ def analytic_macs(
         block_linear, block_attention = _ptdit_block(config, grid, window, text_tokens)
     else:
         block_linear, block_attention = _global_block(config, grid, text_tokens)
-    text = config.arch == "pixart" or getattr(config, "conditioning", "class") == "text"
+    text = config.conditioning == "text"
 
     # Outside the blocks: patch embedding, timestep MLP, adaLN, captions, final layer.
     patch = L * D * config.in_channels * p * p
@@ -424,7 +407,7 @@ def _count_model(
     kwargs: dict = {}
     if config.arch == "ptdit":
         kwargs["window_size"] = tuple(window or config.window_size)
-    if config.arch == "pixart" or getattr(config, "conditioning", "class") == "text":
+    if config.conditioning == "text":
         kwargs["context"] = torch.empty(batch, text_tokens, config.context_dim, device="meta")
     elif config.arch == "dit" or config.conditioning == "class":
         kwargs["class_labels"] = torch.zeros(batch, dtype=torch.long, device="meta")

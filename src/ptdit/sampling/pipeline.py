@@ -223,13 +223,18 @@ class GenerationPipeline:
         if task == "class":
             if not class_labels:
                 raise ValueError("this checkpoint is class-conditional: give at least one --class-label")
-            num_classes = self.model.config.num_classes
-            bad = [c for c in class_labels if not 0 <= c < num_classes]
-            if bad:
-                raise ValueError(f"class labels {bad} are outside [0, {num_classes})")
+            self.check_class_labels(class_labels)
             labels = torch.tensor(class_labels, device=device)
-            return {"class_labels": labels}, {"class_labels": torch.full((1,), num_classes, device=device)}
+            null = torch.full((1,), self.model.config.num_classes, device=device)  # the null class for CFG
+            return {"class_labels": labels}, {"class_labels": null}
         return {}, {}
+
+    def check_class_labels(self, class_labels: list[int]) -> None:
+        """Raises ValueError naming every label outside [0, num_classes)."""
+        num_classes = self.model.config.num_classes
+        bad = [c for c in class_labels if not 0 <= c < num_classes]
+        if bad:
+            raise ValueError(f"class labels {bad} are outside [0, {num_classes})")
 
     @torch.no_grad()
     def __call__(

@@ -101,6 +101,20 @@ def _steps(timesteps: TimestepGrid, progress: bool, name: str) -> Iterator[int]:
     return iter(tqdm(range(timesteps.num_steps), desc=name, disable=not progress, leave=False))
 
 
+def _denoise(denoise_fn: DenoiseFn, x: Tensor, timesteps: TimestepGrid, i: int, callback: Callback | None) -> Tensor:
+    """x0 prediction at step i; reports (i, x, t, denoised) to the callback."""
+    t = timesteps.t[i]
+    denoised = denoise_fn(x, t)
+    if callback is not None:
+        callback(i, x, t, denoised)
+    return denoised
+
+
+def _flow_derivative(y: Tensor, denoised: Tensor, tau: float) -> Tensor:
+    """dy/dtau of the flow ODE in flow coordinates; on the flow schedule this is -velocity."""
+    return (y - denoised) / tau
+
+
 def _flow_coords(alpha: float, sigma: float) -> tuple[float, float]:
     """(scale, tau): `x = scale * y` with `y = (1 - tau) x0 + tau noise`; for flow scale = 1, tau = t/1000."""
     scale = alpha + sigma
@@ -153,14 +167,11 @@ def sample_flow_euler(
     del generator
     alpha, sigma = timesteps.alpha.tolist(), timesteps.sigma.tolist()
     for i in _steps(timesteps, progress, "flow-euler"):
-        t = timesteps.t[i]
-        denoised = denoise_fn(x, t)
-        if callback is not None:
-            callback(i, x, t, denoised)
+        denoised = _denoise(denoise_fn, x, timesteps, i, callback)
         scale, tau = _flow_coords(alpha[i], sigma[i])
         scale_next, tau_next = _flow_coords(alpha[i + 1], sigma[i + 1])
         y = x / scale
-        d = (y - denoised) / tau  # dy/dtau; on the flow schedule this is -velocity
+        d = _flow_derivative(y, denoised, tau)
         x = (y + (tau_next - tau) * d) * scale_next
     return x
 
@@ -191,19 +202,16 @@ def sample_flow_heun(
     del generator
     alpha, sigma = timesteps.alpha.tolist(), timesteps.sigma.tolist()
     for i in _steps(timesteps, progress, "flow-heun"):
-        t = timesteps.t[i]
-        denoised = denoise_fn(x, t)
-        if callback is not None:
-            callback(i, x, t, denoised)
+        denoised = _denoise(denoise_fn, x, timesteps, i, callback)
         scale, tau = _flow_coords(alpha[i], sigma[i])
         scale_next, tau_next = _flow_coords(alpha[i + 1], sigma[i + 1])
         y = x / scale
-        d = (y - denoised) / tau
+        d = _flow_derivative(y, denoised, tau)
         y_next = y + (tau_next - tau) * d
         # The derivative at tau = 0 is undefined (division by tau), so the last step to clean stays Euler.
         if tau_next > 0:
             denoised_next = denoise_fn(y_next * scale_next, timesteps.t[i + 1])
-            d_next = (y_next - denoised_next) / tau_next
+            d_next = _flow_derivative(y_next, denoised_next, tau_next)
             y_next = y + (tau_next - tau) * (d + d_next) / 2
         x = y_next * scale_next
     return x
@@ -238,10 +246,7 @@ def sample_ddim(
         raise ValueError(f"eta must be >= 0, got {eta}")
     alpha, sigma = timesteps.alpha.tolist(), timesteps.sigma.tolist()
     for i in _steps(timesteps, progress, "ddim"):
-        t = timesteps.t[i]
-        denoised = denoise_fn(x, t)
-        if callback is not None:
-            callback(i, x, t, denoised)
+        denoised = _denoise(denoise_fn, x, timesteps, i, callback)
         a, s, a_next, s_next = alpha[i], sigma[i], alpha[i + 1], sigma[i + 1]
         if eta == 0 or s_next == 0:
             x = _ddim_step(x, denoised, a, s, a_next, s_next)
@@ -286,10 +291,7 @@ def sample_dpmpp_2m(
     lam = [_half_log_snr(a, s) for a, s in zip(alpha, sigma, strict=True)]
     old_denoised: Tensor | None = None
     for i in _steps(timesteps, progress, "dpmpp-2m"):
-        t = timesteps.t[i]
-        denoised = denoise_fn(x, t)
-        if callback is not None:
-            callback(i, x, t, denoised)
+        denoised = _denoise(denoise_fn, x, timesteps, i, callback)
         h = lam[i + 1] - lam[i]
         # First order on the first step, after a step from pure noise (h_last = inf, so r = inf and the
         # correction vanishes anyway) and on the step to clean data (h = inf).

@@ -166,7 +166,7 @@ def build_text_encoder(cfg: TrainConfig, model_config: Any, out_dir: Path, is_ma
     from ptdit.encoders import load_text_encoder
 
     pipeline = cfg.pipeline.to_dict()
-    conditioning = getattr(model_config, "conditioning", "class" if model_config.arch == "dit" else "text")
+    conditioning = model_config.conditioning
     if conditioning != "text":
         return None, None, pipeline
     if cfg.pipeline.text_encoder == "words":
@@ -334,7 +334,7 @@ def _train(
     pipeline.update(height=cfg.data.size, width=cfg.data.size, frames=frames)
     if pipeline.get("window_size") is None and hasattr(model_config, "window_size"):
         pipeline["window_size"] = list(model_config.window_size)
-    bar = _progress_bar(state.step, stop, enabled=info.is_main and show_progress)
+    bar = _ProgressBar(state.step, stop, enabled=info.is_main and show_progress)
     start_time, start_step, last_log = time.perf_counter(), state.step, time.perf_counter()
     losses: list[float] = []
     checkpoint, loss = existing, float("nan")
@@ -401,7 +401,7 @@ def _agree(flag: bool) -> bool:
     return bool(all_reduce_sum(torch.tensor(float(flag))) > 0)
 
 
-class _progress_bar:
+class _ProgressBar:
     """tqdm bar with step, loss, samples/s and ETA; a plain log line per ~5% when stderr is not a terminal."""
 
     def __init__(self, start: int, total: int, enabled: bool) -> None:
