@@ -38,7 +38,7 @@ from ptdit.encoders import (
     load_text_encoder,
     load_vae,
 )
-from ptdit.encoders.errors import require
+from ptdit.optional import require
 
 T5_LENGTH = 16
 

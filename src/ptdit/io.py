@@ -26,6 +26,9 @@ def atomic_directory(final_dir: str | os.PathLike[str]) -> Iterator[Path]:
     final = Path(final_dir)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    # mkdtemp makes the folder private (0700); the finished folder gets the usual permissions instead, so others
+    # in a shared group can read checkpoints.
+    os.chmod(tmp, 0o777 & ~_current_umask())
     try:
         yield tmp
         old = None
@@ -38,6 +41,12 @@ def atomic_directory(final_dir: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -209,3 +209,11 @@ class WindowLayout:
     def shift_split(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """See `masked_window_split`."""
         return masked_window_split(self.grid, self.window, self.shift, str(device))
+
+
+def validate_window(grid: Size3, window: Size3, *, patch_size: int = 1, proxy_window: Size3 | None = None) -> Size3:
+    """`window` as a tuple when it tiles `grid` (and `proxy_window` divides it); ValueError naming the sizes."""
+    layout = WindowLayout.create(grid, window, patch_size=patch_size)
+    if proxy_window is not None and any(w % q for w, q in zip(layout.window, proxy_window, strict=True)):
+        raise ValueError(f"proxy_window {tuple(proxy_window)} does not divide the window {layout.window}")
+    return layout.window

@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any
 
+from ptdit.cli.args import AccumulateList
+
 DEFAULT_MODELS = ("PT-DiT/XL", "DiT-XL/2", "PixArt-alpha-XL/2", "diffusers:PixArtTransformer2DModel")
 
 
@@ -20,8 +22,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "get --text-tokens unpadded random caption tokens (4096-d for the presets). "
         "'diffusers:PixArtTransformer2DModel' is built from config at the width and depth of the first ptdit model.",
     )
-    p.add_argument("--model", nargs="+", default=list(DEFAULT_MODELS), metavar="NAME", help="presets or diffusers:...")
-    p.add_argument("--resolution", nargs="+", type=int, default=[512], metavar="R", help="image side, px")
+    p.add_argument(
+        "--model",
+        nargs="+",
+        action=AccumulateList,
+        default=list(DEFAULT_MODELS),
+        metavar="NAME",
+        help="presets or diffusers:...",
+    )
+    p.add_argument(
+        "--resolution", nargs="+", action=AccumulateList, type=int, default=[512], metavar="R", help="image side, px"
+    )
     p.add_argument("--frames", type=int, default=1, help="video frames (1 = image)")
     p.add_argument("--depth", type=int, help="override the presets' depth (quick CPU runs)")
     p.add_argument("--width", type=int, help="override the presets' width (heads keep the head dim unless --heads)")
@@ -45,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from ptdit.eval.bench import BenchSettings
+    from ptdit.bench.harness import BenchSettings
 
     return BenchSettings(
         resolution=args.resolution[0],
@@ -65,7 +76,7 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def _check_models(names: list[str]) -> None:
-    from ptdit.eval.bench import DIFFUSERS_PIXART
+    from ptdit.bench.harness import DIFFUSERS_PIXART
     from ptdit.presets.models import MODEL_PRESETS
 
     unknown = [m for m in names if m not in MODEL_PRESETS and m != DIFFUSERS_PIXART]
@@ -116,7 +127,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
 
 def run_window_report(args: argparse.Namespace) -> int:
-    from ptdit.eval.bench import bench_config, replace_settings, window_attention_report
+    from ptdit.bench.harness import bench_config, replace_settings, window_attention_report
     from ptdit.presets.models import get_preset
 
     settings = _settings(args)
@@ -148,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     _check_models(args.model)
     if args.window_report:
         return run_window_report(args)
-    from ptdit.eval.bench import run_benchmarks
+    from ptdit.bench.harness import run_benchmarks
 
     if any(r < 1 for r in args.resolution):
         raise ValueError(f"--resolution values must be positive, got {args.resolution}")

@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from ptdit.cli.args import AccumulateList
+
 DEFAULT_MODELS = ("PT-DiT/XL", "DiT-XL/2", "PixArt-alpha-XL/2")
 DEFAULT_RESOLUTIONS = (256, 512, 1024, 2048)
 COUNTER_TOLERANCE = 0.01  # the analytic and counted totals must agree within 1%
@@ -22,12 +24,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         "meta device (exits with an error if they differ by more than 1%%). PT-DiT uses the paper's window per "
         "resolution (8 x 8 windows per frame; p_f = 4 for video) unless --window is given.",
     )
-    p.add_argument("--model", nargs="+", default=list(DEFAULT_MODELS), metavar="NAME", help="model presets")
     p.add_argument(
-        "--resolution", nargs="+", type=int, default=list(DEFAULT_RESOLUTIONS), metavar="R", help="image side, px"
+        "--model", nargs="+", action=AccumulateList, default=list(DEFAULT_MODELS), metavar="NAME", help="model presets"
     )
     p.add_argument(
-        "--frames", nargs="+", type=int, default=[1], metavar="F", help="video frames (1 = image); latents 4x shorter"
+        "--resolution",
+        nargs="+",
+        action=AccumulateList,
+        type=int,
+        default=list(DEFAULT_RESOLUTIONS),
+        metavar="R",
+        help="image side, px",
+    )
+    p.add_argument(
+        "--frames",
+        nargs="+",
+        action=AccumulateList,
+        type=int,
+        default=[1],
+        metavar="F",
+        help="video frames (1 = image); latents 4x shorter",
     )
     p.add_argument("--window", nargs=3, type=int, metavar=("PF", "PH", "PW"), help="PT-DiT window (token units)")
     p.add_argument("--text-tokens", type=int, default=120, help="caption length of text-conditional models")

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
+
+from ptdit.optional import optional
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -57,12 +60,9 @@ def read_prompts(args: argparse.Namespace) -> list[str]:
 
 
 def quiet_hub_progress_bars() -> None:
-    try:
-        import transformers
-
+    transformers = optional("transformers")
+    if transformers is not None:
         transformers.utils.logging.disable_progress_bar()
-    except (ImportError, AttributeError):
-        pass
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -82,10 +82,10 @@ def check_args(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import torch
-    from tqdm.auto import tqdm
 
+    from ptdit.recipe import get_task
     from ptdit.sampling.media import write_samples
-    from ptdit.sampling.pipeline import GenerationPipeline, resolve_checkpoint
+    from ptdit.sampling.pipeline import GenerationPipeline
 
     # 1. Validate everything before any work, so bad input leaves no files behind.
     check_args(args)
@@ -97,33 +97,58 @@ def run(args: argparse.Namespace) -> int:
     pipe = GenerationPipeline.from_checkpoint(
         args.checkpoint, weights=weights, text_encoder=args.text_encoder, vae=args.vae, device=args.device, dtype=dtype
     )
-    cfg = pipe.config
     req = pipe.request(args.height, args.width, args.frames)
-    items: list = prompts if cfg.task in ("t2i", "t2v", "t2mv") else list(args.class_label)
-    if cfg.task == "uncond":
-        items = [None] * max(len(prompts), 1)
-    if not items:
-        what = "--prompt or --prompts-file" if cfg.task != "class" else "--class-label"
-        raise ValueError(f"this {cfg.task} checkpoint needs {what}")
-    if cfg.task == "class":
-        pipe.check_class_labels(items)  # before any sampling
-    steps = cfg.steps if args.steps is None else args.steps
-    scale = cfg.cfg_scale if args.cfg is None else args.cfg
-    sampler = args.sampler or cfg.sampler
+    items = sample_items(pipe, args, prompts)
+    cfg = pipe.config
+    settings = {
+        "steps": cfg.steps if args.steps is None else args.steps,
+        "cfg": cfg.cfg_scale if args.cfg is None else args.cfg,
+        "sampler": args.sampler or cfg.sampler,
+    }
 
     # 2. Sample in batches; sample i always uses seed + i.
+    pixels = sample_batches(pipe, args, items, req, settings)
+
+    # 3. Write files with their metadata.
+    media = get_task(cfg.task).media if req.frames > 1 else "image"
+    records = sample_records(pipe, args, items, req, settings)
+    written = write_samples(pixels, Path(args.out), records, kind=media, fps=cfg.fps)
+    print(f"wrote {len(items)} {media} sample(s) to {args.out}/ ({len(written)} files; grid: {args.out}/grid.png)")
+    return 0
+
+
+def sample_items(pipe: Any, args: argparse.Namespace, prompts: list[str]) -> list[Any]:
+    """One item per sample: a prompt, a class label (checked before any sampling) or None (unconditional)."""
+    task, kind = pipe.config.task, pipe.conditioner.kind
+    if kind == "none":
+        return [None] * max(len(prompts), 1)
+    items: list[Any] = prompts if kind == "text" else list(args.class_label)
+    if not items:
+        what = "--prompt or --prompts-file" if kind == "text" else "--class-label"
+        raise ValueError(f"this {task} checkpoint needs {what}")
+    if kind == "class":
+        pipe.check_class_labels(items)
+    return items
+
+
+def sample_batches(pipe: Any, args: argparse.Namespace, items: list[Any], req: Any, settings: dict[str, Any]) -> Any:
+    """(N, 3, F, H, W) pixels, sampled `--batch-size` items at a time with seeds seed + i."""
+    import torch
+    from tqdm.auto import tqdm
+
+    kind = pipe.conditioner.kind
     chunks = []
     batches = range(0, len(items), args.batch_size)
     for start in tqdm(batches, desc="batches", unit="batch", disable=len(batches) == 1 or not sys.stderr.isatty()):
         part = items[start : start + args.batch_size]
         chunks.append(
             pipe(
-                part if cfg.task in ("t2i", "t2v", "t2mv") else None,
-                class_labels=part if cfg.task == "class" else None,
+                part if kind == "text" else None,
+                class_labels=part if kind == "class" else None,
                 negative_prompt=args.negative_prompt,
-                steps=steps,
-                cfg_scale=scale,
-                sampler=sampler,
+                steps=settings["steps"],
+                cfg_scale=settings["cfg"],
+                sampler=settings["sampler"],
                 seed=args.seed + start,
                 height=req.height,
                 width=req.width,
@@ -131,29 +156,32 @@ def run(args: argparse.Namespace) -> int:
                 progress=sys.stderr.isatty(),
             )
         )
-    pixels = torch.cat(chunks)
+    return torch.cat(chunks)
 
-    # 3. Write files with their metadata.
-    kind = "image" if req.frames == 1 else ("multiview" if cfg.task == "t2mv" else "video")
-    records = [
+
+def sample_records(
+    pipe: Any, args: argparse.Namespace, items: list[Any], req: Any, settings: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The metadata written beside each sample (PNG text chunks and JSON sidecars)."""
+    from ptdit.sampling.pipeline import resolve_checkpoint
+
+    kind = pipe.conditioner.kind
+    negative = pipe.config.negative_prompt if args.negative_prompt is None else args.negative_prompt
+    checkpoint = str(resolve_checkpoint(args.checkpoint).resolve())
+    return [
         {
-            "prompt": item if cfg.task in ("t2i", "t2v", "t2mv") else None,
-            "class_label": item if cfg.task == "class" else None,
-            "negative_prompt": (cfg.negative_prompt if args.negative_prompt is None else args.negative_prompt)
-            if cfg.task != "class"
-            else None,
+            "prompt": item if kind == "text" else None,
+            "class_label": item if kind == "class" else None,
+            "negative_prompt": negative if kind != "class" else None,
             "seed": args.seed + i,
-            "steps": steps,
-            "cfg": scale,
-            "sampler": sampler,
+            "steps": settings["steps"],
+            "cfg": settings["cfg"],
+            "sampler": settings["sampler"],
             "height": req.height,
             "width": req.width,
             "frames": req.frames,
             "window_size": list(req.window_size) if req.window_size else None,
-            "checkpoint": str(resolve_checkpoint(args.checkpoint).resolve()),
+            "checkpoint": checkpoint,
         }
         for i, item in enumerate(items)
     ]
-    written = write_samples(pixels, Path(args.out), records, kind=kind, fps=cfg.fps)
-    print(f"wrote {len(items)} {kind} sample(s) to {args.out}/ ({len(written)} files; grid: {args.out}/grid.png)")
-    return 0

@@ -1,14 +1,12 @@
-"""Built-in procedural datasets (no files, deterministic from a seed) and their oracle caption scorers."""
+"""Built-in procedural datasets (no files, deterministic from a seed); their oracles are in `ptdit.eval.oracle`."""
 
 from ptdit.data.captions import VOCABULARY, format_caption, parse_caption
-from ptdit.data.oracle import ORACLES, score_moving_shapes, score_shapes, score_turntable
 from ptdit.data.procedural import DATASETS, build_dataset, random_captions
 from ptdit.data.shapes import MovingShapesDataset, ProceduralDataset, ShapesDataset
 from ptdit.data.turntable import TurntableDataset
 
 __all__ = [
     "DATASETS",
-    "ORACLES",
     "VOCABULARY",
     "MovingShapesDataset",
     "ProceduralDataset",
@@ -18,7 +16,4 @@ __all__ = [
     "format_caption",
     "parse_caption",
     "random_captions",
-    "score_moving_shapes",
-    "score_shapes",
-    "score_turntable",
 ]

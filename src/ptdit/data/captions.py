@@ -1,7 +1,7 @@
 """Caption grammar of the procedural datasets: word lists, formatting, parsing and the vocabulary.
 
 Captions are short, lower-case, punctuation-free and compositional, so that a word-level text encoder built
-from `VOCABULARY` covers every prompt and the oracles (`ptdit.data.oracle`) can read the targets back from the
+from `VOCABULARY` covers every prompt and the oracles (`ptdit.eval.oracle`) can read the targets back from the
 text alone (generated samples come with nothing but their prompt).
 
 Grammar (one line per dataset; `|` separates alternatives, `( ... )*` repeats):

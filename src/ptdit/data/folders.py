@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ptdit.optional import require
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".gif")
 
@@ -115,10 +117,7 @@ class VideoFolderDataset(torch.utils.data.Dataset):
         return len(self.items)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        try:
-            import av
-        except ImportError as err:
-            raise ImportError("reading videos needs PyAV: pip install 'ptdit[video]'") from err
+        av = require("av", "video", purpose="reading videos")
         path = self.items[index]
         wanted = self.frames * self.stride
         frames = []

@@ -7,7 +7,7 @@
 | "turntable"     | text-to-multi-view  | F = views (8)          | "a red cube with a blue top"           |
 
 Datasets live in `ptdit.data.shapes` and `ptdit.data.turntable`, the caption grammar in
-`ptdit.data.captions`, and the matching oracle scorers (`ORACLES`) in `ptdit.data.oracle`.
+`ptdit.data.captions`, and the matching oracle scorers (`ORACLES`) in `ptdit.eval.oracle`.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Everything is procedural: no files, and sample `i` is a pure function of `(seed, i)` (its own
 `numpy.random.default_rng([seed, i])`), so the same bytes come back in any worker, rank or order. Images are
 flat-coloured shapes from a six-colour palette on a black background, without anti-aliasing, so a small pixel-space
-model learns them in minutes and `ptdit.data.oracle` can check captions by plain image analysis.
+model learns them in minutes and `ptdit.eval.oracle` can check captions by plain image analysis.
 
 Geometry is defined at 32 px and scales linearly with `size`: small / large shapes have a half-extent of 4.5 / 6.5
 px (circle radius, half the square side, half the triangle base and height), placed at the 3 x 3 grid position

@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ptdit.encoders.errors import MissingWeightsError
+from ptdit.encoders.hub import MissingWeightsError
 
 if TYPE_CHECKING:
     from ptdit.encoders.text import TextEncoder, clean_caption, load_text_encoder

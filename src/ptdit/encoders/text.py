@@ -23,7 +23,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ptdit.encoders.errors import missing_weights_error, require, resolve_model
+from ptdit.encoders.hub import missing_weights_error, resolve_model
+from ptdit.optional import require
 
 __all__ = [
     "TEXT_ENCODER_ALIASES",

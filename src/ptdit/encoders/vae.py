@@ -19,14 +19,14 @@ Y / X latent rows / cols.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ptdit.encoders.errors import missing_weights_error, require, resolve_model
+from ptdit.encoders.hub import missing_weights_error, resolve_model
+from ptdit.optional import available, require
 
 __all__ = [
     "VAE",
@@ -34,6 +34,7 @@ __all__ = [
     "IdentityVAE",
     "ImageVAE",
     "VideoVAE",
+    "causal_latent_frames",
     "load_vae",
 ]
 
@@ -45,6 +46,29 @@ VAE_ALIASES: dict[str, tuple[str, str | None]] = {
 }
 _IMAGE_CLASSES = ("AutoencoderKL",)
 _VIDEO_CLASSES = ("AutoencoderKLWan",)
+
+
+def causal_latent_frames(frames: int, temporal_factor: int, *, strict: bool = True) -> int:
+    """The causal video VAE's frame rule: F' = 1 + (F - 1) / t (the first frame is encoded alone).
+
+    Args:
+        frames: pixel frames F (1 for an image).
+        temporal_factor: the VAE's temporal compression t.
+        strict: require F - 1 to be a multiple of t, as encoding does. With strict=False, other counts round up
+            the way the reference pipeline sizes its latents (96 frames -> 24 latent frames: ceil(F / t) for an
+            even F, ceil((F - 1) / t) + 1 for an odd one), which is how the paper quotes video sizes.
+    """
+    if frames < 1:
+        raise ValueError(f"frames must be >= 1, got {frames}")
+    if strict:
+        if (frames - 1) % temporal_factor:
+            raise ValueError(
+                f"frames must be 1 + a multiple of {temporal_factor} for this causal video VAE, got {frames}"
+            )
+        return 1 + (frames - 1) // temporal_factor
+    if frames % 2 == 0:
+        return -(-frames // temporal_factor)
+    return -(-(frames - 1) // temporal_factor) + 1
 
 
 def _check_5d(x: Tensor, channels: int, what: str) -> None:
@@ -275,10 +299,11 @@ class VideoVAE(_DiffusersVAE):
         self.temporal_factor = 2 ** sum(bool(d) for d in config.temperal_downsample)
 
     def latent_frames(self, frames: int) -> int:
-        tf = self.temporal_factor
-        if frames < 1 or (frames - 1) % tf:
-            raise ValueError(f"frames must be 1 + a multiple of {tf} for this causal video VAE, got {frames}")
-        return 1 + (frames - 1) // tf
+        if frames < 1:
+            raise ValueError(
+                f"frames must be 1 + a multiple of {self.temporal_factor} for this causal video VAE, got {frames}"
+            )
+        return causal_latent_frames(frames, self.temporal_factor)
 
     def pixel_frames(self, latent_frames: int) -> int:
         if latent_frames < 1:
@@ -372,7 +397,7 @@ def load_vae(
     kwargs = resolved.from_pretrained_kwargs()
     kwargs["torch_dtype"] = dtype  # at load time: a later .to(dtype) makes diffusers warn about fp32 modules
     # Without accelerate, diffusers warns that it falls back to low_cpu_mem_usage=False; ask for it directly.
-    kwargs["low_cpu_mem_usage"] = importlib.util.find_spec("accelerate") is not None
+    kwargs["low_cpu_mem_usage"] = available("accelerate")
     try:
         model = getattr(diffusers, class_name).from_pretrained(resolved.source, **kwargs)
     except OSError as exc:  # diffusers reports missing or unreadable weight files as OSError

@@ -31,8 +31,9 @@ from dataclasses import dataclass, field
 import torch
 
 from ptdit.config import DiTConfig, ModelConfig, PixArtConfig, PTDiTConfig, replace
-from ptdit.presets.windows import VIDEO_TEMPORAL_WINDOW
-from ptdit.presets.windows import paper_window as presets_paper_window
+from ptdit.encoders.vae import causal_latent_frames
+from ptdit.recipe.windows import has_windows, temporal_window
+from ptdit.recipe.windows import paper_window as recipe_paper_window
 
 Size3 = tuple[int, int, int]
 
@@ -52,15 +53,9 @@ PAPER_EQ4 = ((256, (1, 2, 2), 0.343), (512, (1, 4, 4), 0.097), (1024, (1, 8, 8),
 
 
 def latent_frames(frames: int) -> int:
-    """Latent frames of a `frames`-frame clip under the reference 3D VAE rule (SPEC 5); 1 for an image.
-
-    Even counts: ceil(frames / 4); odd counts: ceil((frames - 1) / 4) + 1 (the first frame is kept alone).
-    """
-    if frames < 1:
-        raise ValueError(f"frames must be >= 1, got {frames}")
-    if frames % 2 == 0:
-        return math.ceil(frames / VAE_TEMPORAL)
-    return math.ceil((frames - 1) / VAE_TEMPORAL) + 1
+    """Latent frames of a `frames`-frame clip under the 4x causal VAE, rounded as the reference pipeline does
+    (`ptdit.encoders.vae.causal_latent_frames` with strict=False; 96 frames -> 24); 1 for an image."""
+    return causal_latent_frames(frames, VAE_TEMPORAL, strict=False)
 
 
 def token_grid(resolution: int, frames: int = 1, *, patch_size: int = 2) -> Size3:
@@ -75,12 +70,12 @@ def token_grid(resolution: int, frames: int = 1, *, patch_size: int = 2) -> Size
 
 
 def paper_window(resolution: int, frames: int = 1, *, patch_size: int = 2) -> Size3:
-    """The paper's window for a square resolution (`ptdit.presets.windows.paper_window` on its token grid).
+    """The paper's window for a square resolution (`ptdit.recipe.windows.paper_window` on its token grid).
 
     256 px -> (1, 2, 2), 512 -> (1, 4, 4), 1024 -> (1, 8, 8), 2048 -> (1, 16, 16); video (4, s, s). Below
     128 px (fewer than 8 tokens per side) every token is its own window.
     """
-    return presets_paper_window(token_grid(resolution, frames, patch_size=patch_size), temporal=VIDEO_TEMPORAL_WINDOW)
+    return recipe_paper_window(token_grid(resolution, frames, patch_size=patch_size), temporal=temporal_window("t2v"))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -453,7 +448,7 @@ GIGA = 1e9
 
 def model_window(config: ModelConfig, resolution: int, frames: int, window: Size3 | None) -> Size3 | None:
     """PT-DiT's window for a run: the explicit one, else the paper's for this resolution; None for baselines."""
-    if config.arch != "ptdit":
+    if not has_windows(config):
         return None
     return tuple(window) if window is not None else paper_window(resolution, frames, patch_size=config.patch_size)
 

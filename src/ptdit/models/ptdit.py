@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from ptdit.attention.window import Size3, WindowLayout
+from ptdit.attention.window import Size3, WindowLayout, validate_window
 from ptdit.config import PTDiTConfig
 from ptdit.models.blocks import PTDiTBlock
 from ptdit.models.common import check_class_labels, check_context, check_latents, expand_timesteps, key_padding_mask
@@ -76,11 +76,9 @@ class PTDiT(nn.Module):
         """Validated grid/window layout for latents of `latent_shape` (B, C, F, H, W)."""
         grid = self.pos_embed.token_grid(latent_shape)
         window = tuple(window_size) if window_size is not None else self.config.window_size
-        layout = WindowLayout.create(grid, window, patch_size=self.config.patch_size)
-        proxy_window = self.config.proxy_window
-        if proxy_window is not None and any(w % q for w, q in zip(layout.window, proxy_window, strict=True)):
-            raise ValueError(f"proxy_window {proxy_window} does not divide the window {layout.window}")
-        return layout
+        config = self.config
+        validate_window(grid, window, patch_size=config.patch_size, proxy_window=config.proxy_window)
+        return WindowLayout.create(grid, window, patch_size=config.patch_size)
 
     def forward(
         self,

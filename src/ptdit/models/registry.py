@@ -77,6 +77,22 @@ def save_model(model: nn.Module, out_dir: str | os.PathLike[str], *, pipeline: d
     return Path(out_dir)
 
 
+def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
+    """The checkpoint folder that `path` names.
+
+    Accepts a checkpoint folder; a training run folder or its `checkpoints/` folder (then the checkpoint that
+    `checkpoints/latest` names); or the `latest` pointer file itself.
+    """
+    given = Path(path)
+    if given.is_file() and given.name == "latest":
+        return given.parent / given.read_text().strip()
+    if not (given / CONFIG_NAME).is_file():
+        for pointer in (given / "checkpoints" / "latest", given / "latest"):
+            if pointer.is_file():
+                return pointer.parent / pointer.read_text().strip()
+    return given
+
+
 def read_checkpoint_config(checkpoint_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """The parsed `config.json` of a checkpoint folder (its `model` section validated)."""
     folder = Path(checkpoint_dir)

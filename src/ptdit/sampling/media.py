@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ptdit.optional import require
+
 
 def to_uint8_frames(pixels_CFHW: torch.Tensor) -> np.ndarray:
     """(3, F, H, W) pixels in [-1, 1] -> (F, H, W, 3) uint8."""
@@ -75,10 +77,7 @@ def save_gif(path: Path, frames: np.ndarray, fps: int) -> Path:
 
 def save_mp4(path: Path, frames: np.ndarray, fps: int) -> Path:
     """Saves (F, H, W, 3) uint8 frames as H.264 MP4 (yuv420p) with PyAV; odd sizes are edge-padded to even."""
-    try:
-        import av
-    except ImportError as err:
-        raise ImportError("writing MP4 needs PyAV: pip install 'ptdit[video]'") from err
+    av = require("av", "video", purpose="writing MP4")
     _f, h, w, _ = frames.shape
     frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
     with atomic_path(path) as tmp, av.open(str(tmp), mode="w", format="mp4") as container:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,42 +18,9 @@ from ptdit.attention.window import nearest_multiples
 from ptdit.config import PipelineConfig
 from ptdit.diffusion.guidance import ClassifierFreeGuidance
 from ptdit.diffusion.parameterization import Denoiser
-from ptdit.diffusion.schedules import FlowSchedule, NoiseSchedule, TimestepShift, VPSchedule, timestep_shift_ratio
-from ptdit.presets.windows import MULTIVIEW_TEMPORAL_WINDOW, VIDEO_TEMPORAL_WINDOW, WINDOWS_PER_SIDE, paper_window
+from ptdit.models.registry import resolve_checkpoint
+from ptdit.recipe import build_objective, conditioning_for, get_task, resolve_window, window_tiling
 from ptdit.sampling.solvers import SAMPLERS, build_timesteps, get_sampler
-
-PREDICTION_OF = {"flow": "velocity", "vp-v": "v", "vp-eps": "eps"}
-
-
-def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
-    """A checkpoint folder, or a training run folder (then its `checkpoints/latest`)."""
-    folder = Path(path)
-    pointer = folder / "checkpoints" / "latest"
-    if not (folder / "config.json").is_file() and pointer.is_file():
-        return folder / "checkpoints" / pointer.read_text().strip()
-    return folder
-
-
-def make_schedule(config: PipelineConfig, *, spatial_factor: int = 8, temporal_factor: int = 4) -> NoiseSchedule:
-    """The noise schedule a checkpoint was trained with; the VAE factors turn latent sizes into pixel sizes
-    for the timestep shift during training."""
-    if config.objective == "flow":
-        shift = (
-            TimestepShift(
-                scale=config.shift_scale, spatial_compression=spatial_factor, temporal_compression=temporal_factor
-            )
-            if config.timestep_shift
-            else None
-        )
-        return FlowSchedule(shift=shift)
-    return VPSchedule(config.beta_schedule)
-
-
-def shift_ratio(config: PipelineConfig, height: int, width: int, frames: int) -> float:
-    """The reference's timestep-shift ratio r for a pixel size (1.0 when the shift is off or for VP)."""
-    if config.objective != "flow" or not config.timestep_shift:
-        return 1.0
-    return timestep_shift_ratio(height, width, frames, scale=config.shift_scale)
 
 
 @dataclass(frozen=True)
@@ -83,15 +49,20 @@ class GenerationPipeline:
         self.config = config
         self.vae = vae
         self.text_encoder = text_encoder
-        self.schedule = make_schedule(config, spatial_factor=vae.spatial_factor, temporal_factor=vae.temporal_factor)
-        self.prediction = PREDICTION_OF[config.objective]
-        if config.task in ("t2i", "t2v", "t2mv") and text_encoder is None:
+        self.objective = build_objective(config, spatial_factor=vae.spatial_factor, temporal_factor=vae.temporal_factor)
+        self.schedule = self.objective.schedule
+        self.prediction = self.objective.prediction
+        kind = get_task(config.task).conditioning
+        if kind == "text" and text_encoder is None:
             raise ValueError(f"a {config.task} pipeline needs a text encoder")
         model_text_dim = getattr(model.config, "context_dim", None)
         if text_encoder is not None and model_text_dim is not None and text_encoder.dim != model_text_dim:
             raise ValueError(
                 f"text encoder width {text_encoder.dim} does not match the model's context_dim {model_text_dim}"
             )
+        self.conditioner = conditioning_for(
+            kind, text_encoder=text_encoder, num_classes=getattr(model.config, "num_classes", None)
+        )
 
     @classmethod
     def from_checkpoint(
@@ -124,7 +95,7 @@ class GenerationPipeline:
             return str(folder / name) if name and (folder / name).is_dir() else name
 
         encoder = None
-        if config.task in ("t2i", "t2v", "t2mv"):
+        if get_task(config.task).conditioning == "text":
             name = text_encoder or resolve(config.text_encoder)
             encoder = load_text_encoder(name, max_length=config.text_max_length, device=device)
         return cls(model, config, load_vae(vae or resolve(config.vae), device=device, dtype=dtype), encoder)
@@ -150,18 +121,12 @@ class GenerationPipeline:
         shape = (1, channels, latent_f, latent_h, latent_w)
         return GenerationRequest(height, width, frames, shape[1:], self._window(shape))
 
-    def _tokens_per_window(self) -> tuple[int, int, int] | None:
-        """Window in tokens (temporal, rows, cols) that sizes must tile; rows/cols 8 = the paper's 8 x 8 grid."""
-        if not hasattr(self.model, "layout"):
-            return None
-        if self.config.window_size is not None:
-            return tuple(self.config.window_size)
-        temporal = MULTIVIEW_TEMPORAL_WINDOW if self.config.task == "t2mv" else VIDEO_TEMPORAL_WINDOW
-        return (temporal, WINDOWS_PER_SIDE, WINDOWS_PER_SIDE)
+    def _tokens_per_window(self) -> tuple[int, int, int]:
+        """Window tiling in tokens (temporal, rows, cols) that sizes must be multiples of."""
+        return window_tiling(self.model.config, task=self.config.task, window=self.config.window_size)
 
     def _check_pixel_size(self, height: int, width: int) -> None:
-        window = self._tokens_per_window()
-        rows, cols = (1, 1) if window is None else window[1:]
+        rows, cols = self._tokens_per_window()[1:]
         step = self.vae.spatial_factor * self.model.config.patch_size
         for name, value, multiple in (("height", height, step * rows), ("width", width, step * cols)):
             if value % multiple:
@@ -172,8 +137,7 @@ class GenerationPipeline:
                 )
 
     def _check_frames(self, frames: int, latent_frames: int) -> None:
-        window = self._tokens_per_window()
-        temporal = 1 if window is None or latent_frames == 1 else window[0]
+        temporal = 1 if latent_frames == 1 else self._tokens_per_window()[0]
         if latent_frames % temporal == 0:
             return
         valid = [f for f in range(max(frames - 64, 2), frames + 64) if self._frames_fit(f, temporal)]
@@ -190,17 +154,9 @@ class GenerationPipeline:
             return False
 
     def _window(self, latent_shape: tuple[int, ...]) -> tuple[int, int, int] | None:
-        model = self.model
-        if not hasattr(model, "layout"):  # global-attention baselines have no windows
-            return None
-        if self.config.window_size is not None:
-            window = tuple(self.config.window_size)
-        else:
-            grid = model.pos_embed.token_grid(latent_shape)
-            temporal = MULTIVIEW_TEMPORAL_WINDOW if self.config.task == "t2mv" else VIDEO_TEMPORAL_WINDOW
-            window = paper_window(grid, temporal=temporal)
-        model.layout(latent_shape, window)  # raises ValueError naming the sizes
-        return window
+        return resolve_window(
+            latent_shape, model_config=self.model.config, task=self.config.task, window=self.config.window_size
+        )
 
     # ------------------------------------------------------------------------------------------------------------
     # Generation
@@ -211,30 +167,16 @@ class GenerationPipeline:
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """(cond, uncond) keyword arguments for the network."""
         device = next(self.model.parameters()).device
-        task = self.config.task
-        if task in ("t2i", "t2v", "t2mv"):
-            if not prompts:
-                raise ValueError("this checkpoint is text-conditional: give at least one prompt")
-            emb, mask = self.text_encoder.encode(list(prompts))
-            neg = self.config.negative_prompt if negative_prompt is None else negative_prompt
-            neg_emb, neg_mask = self.text_encoder.encode([neg])
-            cond = {"context": emb.to(device), "context_mask": mask.to(device)}
-            return cond, {"context": neg_emb.to(device), "context_mask": neg_mask.to(device)}
-        if task == "class":
-            if not class_labels:
-                raise ValueError("this checkpoint is class-conditional: give at least one --class-label")
-            self.check_class_labels(class_labels)
-            labels = torch.tensor(class_labels, device=device)
-            null = torch.full((1,), self.model.config.num_classes, device=device)  # the null class for CFG
-            return {"class_labels": labels}, {"class_labels": null}
-        return {}, {}
+        kind = self.conditioner.kind
+        if kind == "none":
+            return {}, {}
+        inputs = prompts if kind == "text" else class_labels
+        neg = self.config.negative_prompt if negative_prompt is None else negative_prompt
+        return self.conditioner.encode(inputs or [], device), self.conditioner.null(device, neg)
 
     def check_class_labels(self, class_labels: list[int]) -> None:
         """Raises ValueError naming every label outside [0, num_classes)."""
-        num_classes = self.model.config.num_classes
-        bad = [c for c in class_labels if not 0 <= c < num_classes]
-        if bad:
-            raise ValueError(f"class labels {bad} are outside [0, {num_classes})")
+        self.conditioner.check(class_labels)
 
     @torch.no_grad()
     def __call__(
@@ -274,7 +216,9 @@ class GenerationPipeline:
             else ClassifierFreeGuidance(model_fn, scale=cfg_scale, uncond=uncond)
         )
         denoise = functools.partial(Denoiser(guided, self.schedule, self.prediction), **cond)
-        timesteps = build_timesteps(self.schedule, steps, shift=shift_ratio(cfg, req.height, req.width, req.frames))
+        timesteps = build_timesteps(
+            self.schedule, steps, shift=self.objective.shift_ratio(req.height, req.width, req.frames)
+        )
         device = next(self.model.parameters()).device
         noise = torch.cat(
             [torch.randn(1, *req.latent_shape, generator=torch.Generator().manual_seed(seed + i)) for i in range(batch)]
@@ -284,4 +228,4 @@ class GenerationPipeline:
         return pixels[:, :, : req.frames, : req.height, : req.width].clamp(-1, 1)
 
 
-__all__ = ["SAMPLERS", "GenerationPipeline", "GenerationRequest", "make_schedule", "shift_ratio"]
+__all__ = ["SAMPLERS", "GenerationPipeline", "GenerationRequest", "resolve_checkpoint"]

@@ -1,5 +1,5 @@
-"""Run artifacts written by rank 0: metrics JSONL (+ TensorBoard when installed), loss-curve PNG, EMA sample
-grids. None of them affects training."""
+"""Run artifacts written by rank 0: reading metrics back, the loss-curve PNG and sample strips. None of them
+affects training."""
 
 from __future__ import annotations
 
@@ -11,35 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-
-class MetricsWriter:
-    """Appends one JSON object per line to `metrics.jsonl`; mirrors scalars to TensorBoard if available."""
-
-    def __init__(self, out_dir: Path, enabled: bool = True) -> None:
-        self.path = out_dir / "metrics.jsonl"
-        self.enabled = enabled
-        self.tensorboard = None
-        if enabled:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.tensorboard = SummaryWriter(str(out_dir / "tensorboard"))
-            except (ImportError, ModuleNotFoundError):  # tensorboard is optional
-                self.tensorboard = None
-
-    def write(self, record: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-        if self.tensorboard is not None:
-            for key, value in record.items():
-                if isinstance(value, (int, float)) and key != "step":
-                    self.tensorboard.add_scalar(key, value, record["step"])
-
-    def close(self) -> None:
-        if self.tensorboard is not None:
-            self.tensorboard.close()
+from ptdit.optional import optional
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -53,14 +25,13 @@ def plot_loss_curve(metrics_path: Path, out_png: Path) -> Path | None:
     records = [r for r in read_metrics(metrics_path) if "loss" in r]
     if not records:
         return None
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    matplotlib = optional("matplotlib")
+    if matplotlib is None:
         print("note: matplotlib is not installed, so no loss-curve PNG (pip install 'ptdit[eval]')", file=sys.stderr)
         return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     steps = [r["step"] for r in records]
     losses = [r["loss"] for r in records]
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)

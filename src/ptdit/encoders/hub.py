@@ -1,4 +1,4 @@
-"""Errors and resolution helpers shared by the text-encoder and VAE adapters.
+"""Finding pretrained weights: local folders, hub ids and the hub cache, with one-line errors.
 
 Pretrained weights are optional in ptdit, and the machines it is developed on have no route to the
 Hugging Face hub. Loading therefore never waits on the network when it cannot help: a local folder is
@@ -9,15 +9,15 @@ becomes one `MissingWeightsError` line that says how to point the library at a l
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import socket
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
+
+from ptdit.optional import require
 
 __all__ = [
     "MissingWeightsError",
@@ -25,7 +25,6 @@ __all__ = [
     "hub_offline",
     "missing_weights_error",
     "read_model_config",
-    "require",
     "resolve_model",
 ]
 
@@ -34,24 +33,6 @@ _TRUE_VALUES = {"1", "true", "yes", "on"}
 
 class MissingWeightsError(FileNotFoundError):
     """Pretrained weights (or their config) are neither on disk nor obtainable from the hub."""
-
-
-def require(module: str, extra: str) -> ModuleType:
-    """Import an optional dependency, or raise an ImportError that names the ptdit extra providing it.
-
-    Args:
-        module: module to import, e.g. "transformers".
-        extra: name of the ptdit extra that installs it, e.g. "hub".
-
-    Returns:
-        The imported module.
-    """
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise ImportError(
-            f"`{module}` is required for this feature; install it with: pip install 'ptdit[{extra}]'"
-        ) from exc
 
 
 def hub_offline() -> bool:

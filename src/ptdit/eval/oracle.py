@@ -395,3 +395,20 @@ ORACLES: dict[str, Callable[[torch.Tensor, list[str]], torch.Tensor]] = {
     "moving-shapes": score_moving_shapes,
     "turntable": score_turntable,
 }
+
+
+@torch.no_grad()
+def evaluate_with_oracle(
+    pipe: Any, dataset: str, prompts: list[str], *, batch_size: int = 16
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Samples `prompts` with a generation pipeline and scores them with the dataset's oracle.
+
+    Batch b of `batch_size` prompts uses seed b * batch_size, so sample i uses seed i whatever the batching.
+
+    Returns:
+        (pixels (N, 3, F, H, W), per-sample accuracy (N,)).
+    """
+    if dataset not in ORACLES:
+        raise ValueError(f"no oracle for dataset {dataset!r}; oracles exist for {sorted(ORACLES)}")
+    pixels = torch.cat([pipe(prompts[i : i + batch_size], seed=i) for i in range(0, len(prompts), batch_size)])
+    return pixels, ORACLES[dataset](pixels, prompts)

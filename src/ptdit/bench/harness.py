@@ -22,13 +22,9 @@ M windows, W tokens per window, D width.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import gc
 import math
-import statistics
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ptdit.bench.timing import PeakMemory, median_ms
 from ptdit.config import ModelConfig, replace
 from ptdit.eval.flops import (
     GIGA,
@@ -45,6 +42,7 @@ from ptdit.eval.flops import (
     model_window,
     token_grid,
 )
+from ptdit.optional import require
 
 Size3 = tuple[int, int, int]
 
@@ -176,11 +174,7 @@ def _ptdit_runner(name: str, settings: BenchSettings) -> Runner:
 
 
 def _diffusers_class() -> type[nn.Module]:
-    try:
-        from diffusers import PixArtTransformer2DModel
-    except ImportError as err:
-        raise ImportError(f"{DIFFUSERS_PIXART} needs diffusers: pip install ptdit[hub]") from err
-    return PixArtTransformer2DModel
+    return require("diffusers", "hub", purpose=DIFFUSERS_PIXART).PixArtTransformer2DModel
 
 
 def _diffusers_pixart(config: ModelConfig, sample_size: int, dtype: torch.dtype) -> nn.Module:
@@ -257,81 +251,6 @@ def build_runner(name: str, settings: BenchSettings, reference: ModelConfig) -> 
 # ----------------------------------------------------------------------------------------------------------------
 # Timing and memory
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def median_ms(fn: Callable[[], Any], *, repeats: int, warmup: int, device: str) -> float:
-    """Median wall time of `repeats` calls of `fn` after `warmup` untimed calls, in milliseconds."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
-
-
-def _status_kb(key: str) -> int | None:
-    """A `VmRSS` / `VmHWM` style field of /proc/self/status in kB, None off Linux."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _release_free_heap() -> None:
-    """Returns glibc's freed-but-kept heap pages to the OS (malloc_trim), so that memory an earlier run freed
-    is not silently reused by the next one without raising its resident set (which would hide its peak)."""
-    # Not glibc (no libc.so.6 or no malloc_trim): later runs may then under-report their peak.
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-class PeakMemory:
-    """Peak memory of the code run between `start()` and `stop()` in MiB (None when it cannot be measured).
-
-    CUDA: the caching allocator's peak. CPU: growth of the peak resident set size; writing "5" to
-    /proc/self/clear_refs resets the kernel's peak (VmHWM) to the current RSS, so earlier runs do not count, and
-    free heap pages are handed back first (`_release_free_heap`) so that reusing them shows up as growth.
-    """
-
-    def __init__(self, device: str) -> None:
-        self.device = device
-        self.baseline_kb: int | None = None
-
-    def start(self) -> None:
-        gc.collect()
-        if self.device == "cuda":
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
-            return
-        _release_free_heap()
-        try:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")
-        except OSError:
-            self.baseline_kb = None
-            return
-        self.baseline_kb = _status_kb("VmRSS")
-
-    def stop(self) -> float | None:
-        if self.device == "cuda":
-            return torch.cuda.max_memory_allocated() / 2**20
-        peak_kb = _status_kb("VmHWM")
-        if self.baseline_kb is None or peak_kb is None:
-            return None
-        return max(peak_kb - self.baseline_kb, 0) / 1024
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -447,11 +366,11 @@ def window_attention_report(settings: BenchSettings, *, dim: int, num_heads: int
     path) and the roll that re-windows the grid, on random (B, M, W, D) tokens; forward, no_grad."""
     from ptdit.attention.modules import Attention, masked_window_attention
     from ptdit.attention.window import WindowLayout
-    from ptdit.eval.flops import paper_window
+    from ptdit.recipe.windows import paper_window, temporal_window
 
     device, dtype = torch.device(settings.device), DTYPES[settings.dtype]
     grid = token_grid(settings.resolution, settings.frames)
-    window = tuple(settings.window) if settings.window else paper_window(settings.resolution, settings.frames)
+    window = tuple(settings.window) if settings.window else paper_window(grid, temporal=temporal_window("t2v"))
     layout = WindowLayout.create(grid, window)
     attn = Attention(dim, num_heads).to(device=device, dtype=dtype).eval()
     x_BMWD = torch.randn(settings.batch, layout.num_windows, layout.window_tokens, dim, device=device, dtype=dtype)
