@@ -13,6 +13,9 @@ import typing
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from ptdit.recipe.objective import OBJECTIVES
+from ptdit.recipe.tasks import TASKS
+
 Size3 = tuple[int, int, int]
 
 CONDITIONINGS = ("text", "class", "none")
@@ -154,10 +157,6 @@ class PixArtConfig(_ModelConfig):
         return "text"
 
 
-TASKS = ("t2i", "t2v", "t2mv", "class", "uncond")
-OBJECTIVES = ("flow", "vp-v", "vp-eps")
-
-
 @dataclass(frozen=True, kw_only=True)
 class PipelineConfig:
     """What a checkpoint needs to generate: task, objective, encoders and sampling defaults.
@@ -187,7 +186,7 @@ class PipelineConfig:
     class_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        _check_choice("task", self.task, TASKS)
+        _check_choice("task", self.task, tuple(TASKS))
         _check_choice("objective", self.objective, OBJECTIVES)
         _check_choice("beta_schedule", self.beta_schedule, ("linear", "cosine"))
         for name in ("text_max_length", "steps", "height", "width", "frames", "fps"):
@@ -196,7 +195,7 @@ class PipelineConfig:
                 raise ValueError(f"pipeline {name} must be a positive integer, got {value!r}")
         if self.window_size is not None:
             _check_size3("window_size", self.window_size)
-        if self.task in ("t2i", "t2v", "t2mv") and not self.text_encoder:
+        if TASKS[self.task].conditioning == "text" and not self.text_encoder:
             raise ValueError(f"task {self.task!r} needs a text_encoder (a local folder, hub id or alias)")
 
     def to_dict(self) -> dict[str, Any]:

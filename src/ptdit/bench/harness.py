@@ -366,11 +366,11 @@ def window_attention_report(settings: BenchSettings, *, dim: int, num_heads: int
     path) and the roll that re-windows the grid, on random (B, M, W, D) tokens; forward, no_grad."""
     from ptdit.attention.modules import Attention, masked_window_attention
     from ptdit.attention.window import WindowLayout
-    from ptdit.recipe.windows import paper_window, temporal_window
+    from ptdit.recipe.windows import paper_window
 
     device, dtype = torch.device(settings.device), DTYPES[settings.dtype]
     grid = token_grid(settings.resolution, settings.frames)
-    window = tuple(settings.window) if settings.window else paper_window(grid, temporal=temporal_window("t2v"))
+    window = tuple(settings.window) if settings.window else paper_window(grid)
     layout = WindowLayout.create(grid, window)
     attn = Attention(dim, num_heads).to(device=device, dtype=dtype).eval()
     x_BMWD = torch.randn(settings.batch, layout.num_windows, layout.window_tokens, dim, device=device, dtype=dtype)

@@ -12,12 +12,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+# Demo task -> its config (configs/demo-TASK.yaml) and the number of fixed prompts the oracle scores.
+DEMO_CONFIGS = {"t2i": "demo-t2i.yaml", "t2v": "demo-t2v.yaml", "t2mv": "demo-t2mv.yaml"}
+NUM_EVAL_PROMPTS = {"t2i": 48, "t2v": 16, "t2mv": 16}
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="train a small PT-DiT for ~5 minutes and write an HTML report")
     p.add_argument(
         "--task",
-        choices=("t2i", "t2v", "t2mv"),
+        choices=sorted(DEMO_CONFIGS),
         default="t2i",
         help="t2i: shapes images; t2v: moving-shapes clips; t2mv: turntable views",
     )
@@ -33,10 +37,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="override a value of the demo config (configs/demo-TASK.yaml)",
     )
     p.set_defaults(func=run)
-
-
-TASKS = {"t2i": "demo-t2i.yaml", "t2v": "demo-t2v.yaml", "t2mv": "demo-t2mv.yaml"}
-NUM_EVAL_PROMPTS = {"t2i": 48, "t2v": 16, "t2mv": 16}
 
 
 def config_path(name: str) -> Path:
@@ -69,16 +69,36 @@ def run_demo(
 ) -> DemoResult:
     """Trains for `minutes`, evaluates with the oracle and writes the report. Returns the metrics."""
     from ptdit.eval.oracle import evaluate_with_oracle
-    from ptdit.eval.previews import sample_prompts, write_sample_grid
+    from ptdit.eval.previews import sample_prompts
     from ptdit.eval.report import write_report
-    from ptdit.models.registry import count_parameters
     from ptdit.sampling.pipeline import GenerationPipeline
+
+    cfg, result, out = train_demo_model(
+        task, minutes=minutes, out_dir=out_dir, overrides=overrides, processes=processes
+    )
+
+    # Evaluate the EMA weights on a fixed prompt set with the oracle
+    start = time.perf_counter()
+    pipe = GenerationPipeline.from_checkpoint(result.checkpoint)  # loads ema.safetensors
+    prompts = sample_prompts(cfg, eval_prompts or NUM_EVAL_PROMPTS[task], seed=2024)
+    pixels, scores = evaluate_with_oracle(pipe, cfg.data.dataset, prompts)
+    metrics = demo_metrics(task, cfg, result, pipe, prompts, scores, eval_seconds=time.perf_counter() - start)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    report = write_report(out, metrics, pixels, prompts, scores, cfg)
+    return DemoResult(out_dir=out, report=report, metrics=metrics)
+
+
+def train_demo_model(
+    task: str, *, minutes: float, out_dir: str | Path | None, overrides: list[str] | None, processes: int | None
+) -> tuple[Any, Any, Path]:
+    """Validates the demo's arguments (before touching any folder), then trains. Returns (config, result, out)."""
+    from ptdit.eval.previews import write_sample_grid
     from ptdit.train.config import load_train_config
     from ptdit.train.launch import train_in_processes
     from ptdit.train.loop import train
 
-    if task not in TASKS:
-        raise ValueError(f"unknown demo task {task!r}; choose one of {sorted(TASKS)}")
+    if task not in DEMO_CONFIGS:
+        raise ValueError(f"unknown demo task {task!r}; choose one of {sorted(DEMO_CONFIGS)}")
     if minutes <= 0:
         raise ValueError(f"--minutes must be positive, got {minutes}")
     out = Path(out_dir or ("runs/demo" if task == "t2i" else f"runs/demo-{task}"))
@@ -89,20 +109,19 @@ def run_demo(
     overrides = [f"train.max_minutes={minutes}", *(overrides or [])]
     if processes > 1:
         overrides += ["train.parallel=ddp", "train.num_threads=1"]
-    cfg = load_train_config(config_path(TASKS[task]), overrides)
+    cfg = load_train_config(config_path(DEMO_CONFIGS[task]), overrides)
     if processes == 1:
-        result = train(cfg, out, preview=write_sample_grid)
-    else:
-        result = train_in_processes(config_path(TASKS[task]), overrides, out, processes)
+        return cfg, train(cfg, out, preview=write_sample_grid), out
+    return cfg, train_in_processes(config_path(DEMO_CONFIGS[task]), overrides, out, processes), out
 
-    # Evaluate the EMA weights on a fixed prompt set with the oracle
-    start = time.perf_counter()
-    pipe = GenerationPipeline.from_checkpoint(result.checkpoint)  # loads ema.safetensors
-    prompts = sample_prompts(cfg, eval_prompts or NUM_EVAL_PROMPTS[task], seed=2024)
-    pixels, scores = evaluate_with_oracle(pipe, cfg.data.dataset, prompts)
-    eval_seconds = time.perf_counter() - start
 
-    metrics = {
+def demo_metrics(
+    task: str, cfg: Any, result: Any, pipe: Any, prompts: list[str], scores: Any, *, eval_seconds: float
+) -> dict[str, Any]:
+    """The demo's metrics.json: oracle accuracy, training and sampling settings."""
+    from ptdit.models.registry import count_parameters
+
+    return {
         "task": task,
         "dataset": cfg.data.dataset,
         "oracle_accuracy": round(float(scores.mean()), 4),
@@ -120,9 +139,6 @@ def run_demo(
         "checkpoint": str(result.checkpoint),
         "example_prompt": prompts[0],
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    report = write_report(out, metrics, pixels, prompts, scores, cfg)
-    return DemoResult(out_dir=out, report=report, metrics=metrics)
 
 
 def _clear_previous_run(out: Path) -> None:

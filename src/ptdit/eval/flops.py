@@ -32,7 +32,7 @@ import torch
 
 from ptdit.config import DiTConfig, ModelConfig, PixArtConfig, PTDiTConfig, replace
 from ptdit.encoders.vae import causal_latent_frames
-from ptdit.recipe.windows import has_windows, temporal_window
+from ptdit.recipe.windows import has_windows
 from ptdit.recipe.windows import paper_window as recipe_paper_window
 
 Size3 = tuple[int, int, int]
@@ -75,7 +75,7 @@ def paper_window(resolution: int, frames: int = 1, *, patch_size: int = 2) -> Si
     256 px -> (1, 2, 2), 512 -> (1, 4, 4), 1024 -> (1, 8, 8), 2048 -> (1, 16, 16); video (4, s, s). Below
     128 px (fewer than 8 tokens per side) every token is its own window.
     """
-    return recipe_paper_window(token_grid(resolution, frames, patch_size=patch_size), temporal=temporal_window("t2v"))
+    return recipe_paper_window(token_grid(resolution, frames, patch_size=patch_size))
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -19,8 +19,7 @@ from ptdit.train.step import TrainState
 @torch.no_grad()
 def write_sample_grid(state: TrainState, pipeline: dict[str, Any], path: Path, prompts: list[str] | None = None):
     """Samples fixed prompts with the EMA weights and writes one row per prompt (frames side by side)."""
-    from ptdit.sampling.media import save_png
-    from ptdit.train.artifacts import sample_strips
+    from ptdit.sampling.media import sample_strips, save_png
 
     pixels, prompts = sample_with_ema(state, pipeline, prompts)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -14,12 +14,13 @@ def _png_data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
 
 
+# long function: most of it is the HTML page, kept in one piece so the page reads top to bottom.
 def write_report(
     out: Path, metrics: dict[str, Any], pixels: torch.Tensor, prompts: list[str], scores: torch.Tensor, cfg: Any
 ) -> Path:
     """report.html: sample grid with prompts and per-sample oracle scores, loss curve, headline numbers."""
-    from ptdit.sampling.media import image_grid, save_gif, save_png, to_uint8_frames
-    from ptdit.train.artifacts import plot_loss_curve, sample_strips
+    from ptdit.sampling.media import image_grid, sample_strips, save_gif, save_png, to_uint8_frames
+    from ptdit.train.artifacts import plot_loss_curve
 
     samples_dir = out / "samples"
     samples_dir.mkdir(parents=True, exist_ok=True)

@@ -35,10 +35,11 @@ def token_grid(latent_shape: Sequence[int], patch_size: int) -> Size3:
     return (int(frames), height // patch_size, width // patch_size)
 
 
-def paper_window(grid: Size3, *, temporal: int = 4) -> Size3:
+def paper_window(grid: Size3, *, temporal: int | None = None) -> Size3:
     """Window for a token grid (F, Y, X) following the paper: (1, Y/8, X/8) for images, (temporal, Y/8, X/8)
-    for video. A side of fewer than 8 tokens gets windows of one token. Raises ValueError naming the sizes
-    when the grid does not allow it."""
+    for video (default: the video task's p_f). A side of fewer than 8 tokens gets windows of one token. Raises
+    ValueError naming the sizes when the grid does not allow it."""
+    temporal = temporal_window("t2v") if temporal is None else temporal
     nf, ny, nx = grid
     spatial = []
     for side in (ny, nx):

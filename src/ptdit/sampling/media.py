@@ -133,3 +133,10 @@ def write_samples(
         firsts.append(frames[0])
     written.append(save_png(out_dir / "grid.png", image_grid(firsts)))
     return written
+
+
+def sample_strips(pixels_BCFHW: torch.Tensor, max_frames: int = 8) -> np.ndarray:
+    """One row per sample (up to `max_frames` frames side by side), stacked into one uint8 image."""
+    frames = min(max_frames, pixels_BCFHW.shape[2])
+    rows = [image_grid(list(to_uint8_frames(p)[:frames]), columns=frames) for p in pixels_BCFHW]
+    return image_grid(rows, columns=8 if frames == 1 else 1)

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from ptdit.optional import optional
 
@@ -51,12 +50,3 @@ def plot_loss_curve(metrics_path: Path, out_png: Path) -> Path | None:
     plt.close(fig)
     tmp.replace(out_png)
     return out_png
-
-
-def sample_strips(pixels_BCFHW: torch.Tensor, max_frames: int = 8) -> np.ndarray:
-    """One row per sample (up to `max_frames` frames side by side), stacked into one uint8 image."""
-    from ptdit.sampling.media import image_grid, to_uint8_frames
-
-    frames = min(max_frames, pixels_BCFHW.shape[2])
-    rows = [image_grid(list(to_uint8_frames(p)[:frames]), columns=frames) for p in pixels_BCFHW]
-    return image_grid(rows, columns=8 if frames == 1 else 1)

@@ -1,0 +1,75 @@
+"""The window decision: latent shape + task + model config -> one validated window (paper Sec. 3.2 / 3.4)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ptdit.config import DiTConfig, PTDiTConfig
+from ptdit.recipe import paper_window, resolve_window, temporal_window, window_tiling
+from ptdit.recipe.windows import token_grid
+
+PTDIT = PTDiTConfig(dim=32, depth=1, num_heads=2, patch_size=2, in_channels=4, out_channels=8, context_dim=8)
+
+
+@pytest.mark.parametrize(("side", "window"), [(32, (1, 2, 2)), (64, (1, 4, 4)), (128, (1, 8, 8)), (256, (1, 16, 16))])
+def test_paper_keeps_64_windows_per_image(side, window):
+    """256, 512, 1024 and 2048 px (latents 32 ... 256 with an 8x VAE) at patch 2 keep an 8 x 8 window grid."""
+    assert resolve_window((1, 4, 1, side, side), model_config=PTDIT) == window
+
+
+def test_temporal_window_per_task():
+    assert temporal_window("t2v") == 4 and temporal_window("t2mv") == 2
+    assert resolve_window((1, 4, 8, 32, 32), model_config=PTDIT, task="t2v") == (4, 2, 2)
+    assert resolve_window((1, 4, 6, 32, 32), model_config=PTDIT, task="t2mv") == (2, 2, 2)
+    with pytest.raises(ValueError, match="6 latent frames are not divisible by the temporal window 4"):
+        resolve_window((1, 4, 6, 32, 32), model_config=PTDIT, task="t2v")
+
+
+def test_explicit_window_is_validated_not_replaced():
+    assert resolve_window((1, 4, 1, 32, 32), model_config=PTDIT, window=(1, 4, 4)) == (1, 4, 4)
+    with pytest.raises(ValueError, match="does not tile"):
+        resolve_window((1, 4, 1, 32, 32), model_config=PTDIT, window=(1, 3, 3))
+
+
+def test_proxy_window_must_divide_the_window():
+    from ptdit.config import replace
+
+    config = replace(PTDIT, window_size=(1, 4, 4), proxy_window=(1, 2, 2))
+    assert resolve_window((1, 4, 1, 32, 32), model_config=config, window=(1, 4, 4)) == (1, 4, 4)
+    with pytest.raises(ValueError, match="proxy_window"):
+        resolve_window((1, 4, 1, 24, 24), model_config=config, window=(1, 3, 3))
+
+
+def test_baselines_have_no_window():
+    dit = DiTConfig(dim=32, depth=1, num_heads=2, in_channels=4, num_classes=2)
+    assert resolve_window((1, 4, 1, 32, 32), model_config=dit) is None
+    assert window_tiling(dit) == (1, 1, 1)
+
+
+def test_tiling_of_sizes():
+    assert window_tiling(PTDIT, task="t2v") == (4, 8, 8)
+    assert window_tiling(PTDIT, task="t2mv") == (2, 8, 8)
+    assert window_tiling(PTDIT, window=(1, 2, 2)) == (1, 2, 2)
+
+
+def test_small_grids_get_one_token_windows_and_bad_grids_are_named():
+    assert paper_window((1, 4, 4)) == (1, 1, 1)
+    with pytest.raises(ValueError, match="not divisible into 8 x 8 windows"):
+        paper_window((1, 12, 16))
+    with pytest.raises(ValueError, match="multiples of the patch size 2"):
+        token_grid((1, 4, 1, 31, 32), 2)
+
+
+def test_the_model_accepts_what_the_recipe_resolves():
+    """The network's own check agrees with the recipe on every size the recipe accepts."""
+    import torch
+
+    from ptdit.models.ptdit import PTDiT
+
+    model = PTDiT(PTDIT).eval()
+    for shape, task in (((1, 4, 1, 16, 32), "t2i"), ((1, 4, 4, 16, 16), "t2v"), ((1, 4, 2, 16, 16), "t2mv")):
+        window = resolve_window(shape, model_config=PTDIT, task=task)
+        x = torch.randn(shape)
+        with torch.no_grad():
+            out = model(x, torch.tensor([500.0]), torch.randn(1, 3, 8), window_size=window)
+        assert out.shape == (1, 8, *shape[2:])
