@@ -11,6 +11,7 @@ import torch
 
 from ptdit.data import (
     DATASETS,
+    ORACLES,
     VOCABULARY,
     ShapesDataset,
     build_dataset,
@@ -18,7 +19,7 @@ from ptdit.data import (
     parse_caption,
     random_captions,
 )
-from ptdit.eval.oracle import ORACLES, label_components
+from ptdit.data.oracle import label_components
 
 NAMES = list(DATASETS)
 FRAMES = {"shapes": 1, "moving-shapes": 8, "turntable": 8}

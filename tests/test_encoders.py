@@ -38,7 +38,7 @@ from ptdit.encoders import (
     load_text_encoder,
     load_vae,
 )
-from ptdit.optional import require
+from ptdit.encoders.errors import require
 
 T5_LENGTH = 16
 

@@ -14,7 +14,6 @@ from ptdit.diffusion.losses import DiffusionLoss, FlowMatchingLoss
 from ptdit.diffusion.schedules import FlowSchedule
 from ptdit.io import load_safetensors
 from ptdit.train.config import load_train_config
-from ptdit.eval.previews import write_sample_grid
 from ptdit.train.loop import NonFiniteLossError, train
 from ptdit.train.optim import lr_factor, param_groups
 from ptdit.train.state import latest_checkpoint
@@ -87,10 +86,7 @@ def test_checkpoint_layout_and_sampling_from_it(tmp_path):
     from ptdit.cli.main import main
 
     result = train(
-        tiny_train_config("train.max_steps=2", "train.sample_every=2"),
-        tmp_path / "run",
-        show_progress=False,
-        preview=write_sample_grid,
+        tiny_train_config("train.max_steps=2", "train.sample_every=2"), tmp_path / "run", show_progress=False
     )
     folder = result.checkpoint
     grid = tmp_path / "run" / "samples" / "step-0000002.png"  # periodic EMA sample grid
