@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import randomize_
 from ptdit.config import DiTConfig, PixArtConfig
 from ptdit.models.dit import DiT
 from ptdit.models.pixart import PixArtAlpha
+from tests.helpers.models import randomize_
 
 
 def test_dit_forward_and_adaln_zero_init():

@@ -1,6 +1,6 @@
 """Tests of ptdit.encoders: text encoders, VAEs and the missing-weights errors, with tiny offline models.
 
-Every model is built from a config by tests/_tiny_encoders.py and saved into a temporary folder; nothing is
+Every model is built from a config by tests/helpers/tiny_encoders.py and saved into a temporary folder; nothing is
 downloaded (HF_HUB_OFFLINE=1 while loading).
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from _tiny_encoders import (
+from tests.helpers.tiny_encoders import (
     TINY_CLIP_DIM,
     TINY_T5_DIM,
     make_tiny_clip,

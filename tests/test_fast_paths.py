@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import randomize_, text_inputs, tiny_config
 from ptdit.attention import AttentionBackend, attention, use_attention_backend
 from ptdit.models.registry import build_model
 from ptdit.train.parallel import apply_compile
+from tests.helpers.models import randomize_, text_inputs, tiny_config
 
 try:
     import torch.nn.attention.flex_attention

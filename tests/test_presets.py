@@ -8,11 +8,11 @@ import pytest
 import torch
 
 import ptdit
-from conftest import randomize_, text_inputs, tiny_config
 from ptdit.cli.main import main
 from ptdit.config import PTDiTConfig, config_from_dict
 from ptdit.models.registry import build_model, count_parameters, save_model
 from ptdit.presets.models import MODEL_PRESETS
+from tests.helpers.models import randomize_, text_inputs, tiny_config
 
 
 def _formula_text(D, depth):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import randomize_, text_inputs, tiny_config
 from ptdit.models.ptdit import PTDiT
 from ptdit.train.parallel import apply_activation_checkpointing
+from tests.helpers.models import randomize_, text_inputs, tiny_config
 
 
 def _model(seed=0, **overrides):

@@ -12,10 +12,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import ptdit
-from conftest import FIXTURES
 from ptdit.cli.main import main
 from ptdit.interop.official import convert_official, reference_config_to_ptdit
 from ptdit.models.registry import build_model
+from tests.conftest import FIXTURES
 
 FIXTURE = Path(os.environ.get("PTDIT_FIXTURES", FIXTURES)) / "ptdit_official_image.safetensors"
 XL_KEYS = FIXTURE.parent / "ptdit_official_xl_keys.json"

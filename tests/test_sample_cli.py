@@ -9,10 +9,10 @@ import pytest
 import torch
 
 import ptdit
-from _tiny_encoders import TINY_T5_DIM, make_tiny_t5, make_tiny_vae
-from conftest import randomize_
 from ptdit.cli.main import main
 from ptdit.config import PipelineConfig, PTDiTConfig
+from tests.helpers.models import randomize_
+from tests.helpers.tiny_encoders import TINY_T5_DIM, make_tiny_t5, make_tiny_vae
 
 PIL = pytest.importorskip("PIL.Image")
 av = pytest.importorskip("av")

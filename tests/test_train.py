@@ -9,7 +9,6 @@ import pytest
 import torch
 
 import ptdit
-from _train_helpers import tiny_train_config
 from ptdit.diffusion.losses import DiffusionLoss, FlowMatchingLoss
 from ptdit.diffusion.schedules import FlowSchedule
 from ptdit.io import load_safetensors
@@ -17,6 +16,7 @@ from ptdit.train.config import load_train_config
 from ptdit.train.loop import NonFiniteLossError, train
 from ptdit.train.optim import lr_factor, param_groups
 from ptdit.train.state import latest_checkpoint
+from tests.helpers.train import tiny_train_config
 
 
 def test_overfit_one_batch_cuts_loss_tenfold():
