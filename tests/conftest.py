@@ -13,7 +13,9 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import pytest
 import torch
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+# Parity fixtures live in the repository (tests/fixtures/README.md says where each file comes from), so every
+# clone runs every test: a missing file is an error, never a skip.
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 # Tiny test models run ~10x faster on one thread than on two here (OpenMP synchronisation dominates).
 torch.set_num_threads(1)
@@ -22,3 +24,9 @@ torch.set_num_threads(1)
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    """The folder of the committed parity fixtures (tests/fixtures); tests read fixture files only through it."""
+    return FIXTURES

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,23 +13,22 @@ import ptdit
 from ptdit.cli.main import main
 from ptdit.interop.official import convert_official, reference_config_to_ptdit
 from ptdit.models.registry import build_model
-from tests.conftest import FIXTURES
-
-FIXTURE = Path(os.environ.get("PTDIT_FIXTURES", FIXTURES)) / "ptdit_official_image.safetensors"
-XL_KEYS = FIXTURE.parent / "ptdit_official_xl_keys.json"
 
 
 class NotATensor:
     """A class `torch.load(weights_only=True)` must refuse to unpickle."""
 
 
-needs_fixture = pytest.mark.skipif(not FIXTURE.is_file(), reason=f"parity fixture not found at {FIXTURE}")
+@pytest.fixture(scope="module")
+def fixture_file(fixtures_dir):
+    """The parity fixture of SPEC 13 (tests/fixtures/README.md)."""
+    return fixtures_dir / "ptdit_official_image.safetensors"
 
 
 @pytest.fixture(scope="module")
-def fixture_parts(tmp_path_factory):
-    tensors = load_file(str(FIXTURE))
-    with safe_open(str(FIXTURE), "pt") as f:
+def fixture_parts(tmp_path_factory, fixture_file):
+    tensors = load_file(str(fixture_file))
+    with safe_open(str(fixture_file), "pt") as f:
         metadata = f.metadata()
     folder = tmp_path_factory.mktemp("reference")
     params = {k.removeprefix("param."): v for k, v in tensors.items() if k.startswith("param.")}
@@ -41,7 +38,6 @@ def fixture_parts(tmp_path_factory):
     return folder, tensors, params
 
 
-@needs_fixture
 @pytest.mark.parametrize("weights_name", ["weights.safetensors", "weights.pt"])
 def test_fixture_parity_through_cli(fixture_parts, tmp_path, weights_name, capsys):
     folder, tensors, _ = fixture_parts
@@ -63,11 +59,10 @@ def test_fixture_parity_through_cli(fixture_parts, tmp_path, weights_name, capsy
     torch.testing.assert_close(out, tensors["output"], atol=1e-4, rtol=1e-4)
 
 
-@needs_fixture
-def test_fixture_parity_with_math_backend_and_metadata_config(fixture_parts, tmp_path):
+def test_fixture_parity_with_math_backend_and_metadata_config(fixture_parts, fixture_file, tmp_path):
     _folder, tensors, params = fixture_parts
     with_meta = tmp_path / "with_meta.safetensors"
-    with safe_open(str(FIXTURE), "pt") as f:
+    with safe_open(str(fixture_file), "pt") as f:
         save_file(params, str(with_meta), metadata=f.metadata())
     model = ptdit.load_model(convert_official(with_meta, None, tmp_path / "ckpt"))
     with torch.no_grad(), ptdit.use_attention_backend("math"):
@@ -77,7 +72,6 @@ def test_fixture_parity_with_math_backend_and_metadata_config(fixture_parts, tmp
     torch.testing.assert_close(out, tensors["output"], atol=1e-4, rtol=1e-4)
 
 
-@needs_fixture
 def test_converter_unwraps_nesting_and_prefix(fixture_parts, tmp_path):
     folder, _tensors, params = fixture_parts
     nested = {"state_dict": {f"module.{k}": v for k, v in params.items()}}
@@ -87,7 +81,6 @@ def test_converter_unwraps_nesting_and_prefix(fixture_parts, tmp_path):
     torch.testing.assert_close(model.state_dict()["proj_out.weight"], params["proj_out.weight"])
 
 
-@needs_fixture
 @pytest.mark.parametrize("damage", ["missing", "unexpected", "misshaped"])
 def test_converter_bad_keys_one_error_nothing_written(fixture_parts, tmp_path, damage, capsys):
     folder, _, params = fixture_parts
@@ -198,9 +191,8 @@ def test_reference_config_mapping_and_checks():
         reference_config_to_ptdit({"in_channels": 4})
 
 
-@pytest.mark.skipif(not XL_KEYS.is_file(), reason=f"XL key file not found at {XL_KEYS}")
-def test_xl_preset_matches_released_key_file():
-    spec = json.loads(XL_KEYS.read_text())
+def test_xl_preset_matches_released_key_file(fixtures_dir):
+    spec = json.loads((fixtures_dir / "ptdit_official_xl_keys.json").read_text())
     expected = {k: tuple(v) for k, v in spec["state_dict"].items() if k != "pos_embed.pos_embed"}
     model = build_model("PT-DiT/XL", device="meta")
     got = {k: tuple(v.shape) for k, v in model.state_dict().items()}

@@ -3,7 +3,7 @@
 Nothing here downloads anything: every model is built from a config with a fixed seed and saved with
 `save_pretrained` into a folder the caller chooses (normally a pytest `tmp_path`), so the folders look
 exactly like local copies of hub models and load through `ptdit.encoders.load_text_encoder` /
-`load_vae`. Sizes follow ../shared/ENVIRONMENT.md ("build tiny models from configs").
+`load_vae`. Sizes follow the project's ENVIRONMENT.md notes ("build tiny models from configs").
 
 Every builder returns the folder it wrote. diffusers / transformers are imported inside the functions so
 that importing this module stays cheap.
