@@ -35,7 +35,7 @@ ARGS = [
     "--set",
     "train.ema_decay=0.9",
 ]
-CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "demo-t2i.yaml")
+CONFIG = str(Path(__file__).resolve().parents[2] / "configs" / "demo-t2i.yaml")
 
 
 def _run(out: Path, nproc: int, strategy: str = "ddp") -> list[float]:

@@ -11,7 +11,7 @@ from ptdit.train.config import load_train_config
 from ptdit.train.loop import train
 from tests.helpers.tiny_encoders import TINY_T5_DIM, make_tiny_t5, make_tiny_vae, make_tiny_video_vae
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 TINY_MODEL = [
     "model.dim=32",
     "model.depth=1",
