@@ -1,14 +1,12 @@
-"""Fast paths against their reference paths: FlexAttention vs MATH, per-block torch.compile vs eager, and no
-Python loop over windows."""
+"""Attention backends (ptdit.attention.backends): FlexAttention against MATH, backend selection and precedence."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from ptdit.attention import AttentionBackend, attention, use_attention_backend
+from ptdit.attention import Attention, AttentionBackend, attention, use_attention_backend
 from ptdit.models.registry import build_model
-from ptdit.train.parallel import apply_compile
 from tests.helpers.models import randomize_, text_inputs, tiny_config
 
 try:
@@ -88,51 +86,29 @@ def test_flex_matches_math_with_grads_cuda(kind, dtype, atol):
         torch.testing.assert_close(ga.float(), gb.float(), atol=atol * 10, rtol=atol * 10)
 
 
-def test_no_python_loop_over_windows(monkeypatch):
-    """The number of attention kernel calls of a forward is the same for 4 and 64 windows."""
-    import ptdit.attention.modules as modules
-
+def test_backend_context_and_module_override():
     calls = []
-    original = modules.attention
+    attn = Attention(16, 2)
+    x = torch.randn(1, 5, 16)
+    import ptdit.attention.functional as functional
 
-    def counting(*args, **kwargs):
-        calls.append(args[0].shape[0])
+    original = functional.attention_reference
+
+    def spy(*args, **kwargs):
+        calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(modules, "attention", counting)
-    model = build_model(tiny_config()).eval()
-    counts = []
-    for size in (16, 64):  # 8 x 8 and 32 x 32 tokens: 4 and 64 windows of (1, 4, 4)
-        calls.clear()
-        x, t, ctx, mask = text_inputs(size=size)
-        with torch.no_grad():
-            model(x, t, ctx, mask)
-        counts.append(len(calls))
-    assert counts[0] == counts[1]
-
-
-def test_apply_compile_keeps_state_dict_keys():
-    model = build_model(tiny_config())
-    keys = list(model.state_dict())
-    assert apply_compile(model) is model
-    assert list(model.state_dict()) == keys
-    apply_compile(model)  # idempotent
-    assert all(getattr(b, "_ptdit_compiled", False) for b in model.block_list())
-
-
-@pytest.mark.slow
-def test_compile_matches_eager():
-    """Per-block torch.compile gives the eager outputs and gradients (CPU inductor: ~1 min of compilation)."""
-    eager = randomize_(build_model(tiny_config()))
-    compiled = randomize_(build_model(tiny_config()))
-    apply_compile(compiled)
-    x, t, ctx, mask = text_inputs()
-    outs, grads = [], []
-    for model in (eager, compiled):
-        out = model(x, t, ctx, mask)
-        out.square().mean().backward()
-        outs.append(out)
-        grads.append({n: p.grad for n, p in model.named_parameters()})
-    torch.testing.assert_close(outs[1], outs[0], atol=1e-5, rtol=1e-5)
-    for name, grad in grads[0].items():
-        torch.testing.assert_close(grads[1][name], grad, atol=1e-4, rtol=1e-4, msg=name)
+    functional.attention_reference = spy
+    try:
+        attn(x)
+        assert not calls  # default: SDPA
+        with use_attention_backend("math"):
+            attn(x)
+        assert len(calls) == 1
+        attn.backend = "math"
+        attn(x)
+        assert len(calls) == 2
+    finally:
+        functional.attention_reference = original
+    with pytest.raises(ValueError, match="unknown attention backend"), use_attention_backend("flash9"):
+        pass

@@ -1,4 +1,5 @@
-"""Reference-weight conversion: fixture parity (SPEC 13), XL key file, converter errors."""
+"""Reference-weight conversion (ptdit.interop.official): fixture parity (SPEC 13), XL key file, converter errors,
+released pipeline defaults."""
 
 from __future__ import annotations
 
@@ -199,3 +200,11 @@ def test_xl_preset_matches_released_key_file(fixtures_dir):
     assert got == expected
     assert sum(p.numel() for p in model.parameters()) == spec["num_parameters"] == 1_131_629_216
     assert reference_config_to_ptdit(spec["config"]) == model.config
+
+
+def test_released_weights_sample_with_reference_defaults(tmp_path):
+    from ptdit.interop.official import RELEASED_PIPELINE
+
+    assert (RELEASED_PIPELINE.sampler, RELEASED_PIPELINE.steps, RELEASED_PIPELINE.cfg_scale) == ("flow-euler", 30, 4.0)
+    assert RELEASED_PIPELINE.text_max_length == 200 and RELEASED_PIPELINE.timestep_shift
+    assert RELEASED_PIPELINE.objective == "flow"

@@ -9,15 +9,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from ptdit.diffusion import (
-    ClassifierFreeGuidance,
-    Denoiser,
-    FlowSchedule,
-    NoiseSchedule,
-    TimestepGrid,
-    VPSchedule,
-    prediction_target,
-)
+from ptdit.diffusion import ClassifierFreeGuidance, Denoiser, FlowSchedule, NoiseSchedule, VPSchedule, prediction_target
 from ptdit.sampling import SAMPLERS, build_timesteps, get_sampler, sample_ddim, sample_flow_euler
 
 DATA_STD = 0.5  # data ~ N(0, DATA_STD^2) per element
@@ -95,14 +87,6 @@ def test_vp_grid_trailing_to_clean() -> None:
 def test_steps_below_one_raise(schedule: NoiseSchedule, num_steps: int) -> None:
     with pytest.raises(ValueError, match=f"num_steps must be .*got {num_steps}"):
         build_timesteps(schedule, num_steps)
-
-
-def test_timestep_grid_validates() -> None:
-    t = torch.tensor([1000.0, 0.0], dtype=torch.float64)
-    with pytest.raises(ValueError, match="sigma must be > 0"):
-        TimestepGrid(t=t, alpha=torch.tensor([1.0, 1.0]), sigma=torch.tensor([0.0, 0.0]))
-    with pytest.raises(ValueError, match="equal length"):
-        TimestepGrid(t=t, alpha=torch.ones(3), sigma=torch.ones(2))
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Every shipped config file starts and runs a few steps on CPU with tiny overrides (and tiny local encoders)."""
+"""Training configs (ptdit.train.config): every shipped config file starts and runs a few steps on CPU with tiny
+overrides (and tiny local encoders); clear errors and value coercion."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from ptdit.train.config import load_train_config
 from ptdit.train.loop import train
 from tests.helpers.tiny_encoders import TINY_T5_DIM, make_tiny_t5, make_tiny_vae, make_tiny_video_vae
+from tests.helpers.train import tiny_train_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 TINY_MODEL = [
@@ -121,3 +123,25 @@ def test_all_paper_recipes_are_shipped():
     s_class = load_train_config(CONFIGS / "imagenet-s-class.yaml")
     assert (s_class.optim.lr, s_class.train.batch_size, s_class.train.max_steps) == (1e-4, 256, 400_000)
     assert s_class.train.ema_decay == 0.9999 and s_class.model_config().conditioning == "class"
+
+
+def test_config_errors_are_clear(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown keys in config section 'optim': \['lrr'\]"):
+        tiny_train_config("optim.lrr=1")
+    with pytest.raises(ValueError, match="unknown ptdit config keys"):
+        tiny_train_config("model.widht=3")
+    with pytest.raises(ValueError, match="divisible by processes x grad_accum"):
+        train(tiny_train_config("optim.grad_accum=3"), tmp_path / "r", show_progress=False)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        load_train_config(bad)
+    with pytest.raises(FileNotFoundError, match="config file"):
+        load_train_config(tmp_path / "missing.yaml")
+
+
+def test_yaml_numbers_written_as_strings_are_coerced_and_bad_values_named():
+    cfg = tiny_train_config("optim.lr=2e-3", "train.max_minutes=1")
+    assert cfg.optim.lr == 2e-3 and isinstance(cfg.optim.lr, float)
+    with pytest.raises(ValueError, match=r"optim.lr must be a number, got 'fast'"):
+        tiny_train_config("optim.lr=fast")
