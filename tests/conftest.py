@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny configs, offline hub settings, fixed seeds."""
+"""Shared fixtures and test-wide settings: offline hub, one CPU thread, fixed seeds."""
 
 from __future__ import annotations
 
@@ -13,41 +13,28 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import pytest
 import torch
 
-from ptdit.config import PTDiTConfig
+from tests.helpers.tiny_encoders import make_tiny_t5
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+# Parity fixtures live in the repository (tests/fixtures/README.md says where each file comes from), so every
+# clone runs every test: a missing file is an error, never a skip.
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 # Tiny test models run ~10x faster on one thread than on two here (OpenMP synchronisation dominates).
 torch.set_num_threads(1)
 
 
-def tiny_config(**overrides) -> PTDiTConfig:
-    """dim 32, 2 heads, depth 2; window (1, 4, 4) on 16 x 16 latents gives 2 x 2 windows of 16 tokens."""
-    base = dict(dim=32, depth=2, num_heads=2, context_dim=24, window_size=(1, 4, 4))
-    base.update(overrides)
-    return PTDiTConfig(**base)
-
-
-def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Overwrites every parameter with noise (as the parity fixture does) so zero-init branches contribute."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            std = 0.5 / p.shape[-1] ** 0.5 if p.dim() >= 2 else 0.1
-            p.copy_(torch.randn(p.shape, generator=gen) * std)
-    return model
-
-
-def text_inputs(batch: int = 2, frames: int = 1, size: int = 16, tokens: int = 7, context_dim: int = 24, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, 4, frames, size, size, generator=gen)
-    t = torch.rand(batch, generator=gen) * 1000
-    ctx = torch.randn(batch, tokens, context_dim, generator=gen)
-    mask = torch.ones(batch, tokens)
-    mask[0, tokens - 2 :] = 0
-    return x, t, ctx, mask
-
-
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    """The folder of the committed parity fixtures (tests/fixtures); tests read fixture files only through it."""
+    return FIXTURES
+
+
+@pytest.fixture(scope="module")
+def t5_dir(tmp_path_factory):
+    """A tiny T5 text encoder folder (tests/helpers/tiny_encoders.py), built once per test module."""
+    return make_tiny_t5(tmp_path_factory.mktemp("t5"))
