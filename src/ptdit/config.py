@@ -74,7 +74,7 @@ class _ModelConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class PTDiTConfig(_ModelConfig):
-    """PT-DiT (SPEC 3). Defaults are the released XL text-to-image configuration.
+    """PT-DiT (docs/architecture.md). Defaults are the released XL text-to-image configuration.
 
     Table 2 ablation switches: `proxy_mode`, `injection`, `use_global_interaction`, `use_window_attention`,
     `use_shifted_window`, `window_size` (compression ratio) and `proxy_window` (several proxies per window).

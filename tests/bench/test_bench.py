@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from ptdit.bench.harness import DIFFUSERS_PIXART, BenchSettings, add_ratios, bench_config, run_benchmarks
 from ptdit.cli.main import main
-from ptdit.eval.bench import DIFFUSERS_PIXART, BenchSettings, add_ratios, bench_config, run_benchmarks
 from ptdit.eval.flops import analytic_macs, token_grid
 
 TINY = ["--depth", "1", "--width", "64", "--heads", "4", "--repeats", "1", "--warmup", "0", "--text-tokens", "8"]

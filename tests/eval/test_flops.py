@@ -130,7 +130,7 @@ def test_depth_extrapolation_equals_direct_count():
 
 
 def test_branch_formulas_by_hand():
-    """PT-DiT/XL at 2048 px: spot-check branches against SPEC 6 formulas."""
+    """PT-DiT/XL at 2048 px: spot-check branches against the formulas of docs/flops.md#per-branch-formulas."""
     config = get_preset("PT-DiT/XL")
     D, N, p = 1152, 16384, 256
     macs = analytic_macs(config, (1, 128, 128), window=(1, 16, 16), text_tokens=120)
@@ -163,8 +163,9 @@ def test_eq4_attention_ratio_table(resolution, window, expected):
 def test_eq4_rows_and_video_example():
     rows = eq4_rows()
     assert [f"{r['ratio']:.1%}" for r in rows] == ["34.4%", "9.8%", "4.7%", "3.5%"]
-    assert [r["paper"] for r in rows][-1] == 0.023  # the printed value Eq. 4 contradicts (SPEC 6)
-    # SPEC 5/6 video example: 256 px, 96 frames -> 24 x 16 x 16 tokens, window (4, 2, 2): 7.2%.
+    assert [r["paper"] for r in rows][-1] == 0.023  # the printed value Eq. 4 contradicts (docs/flops.md)
+    # Eq. 4 video example (docs/flops.md#eq-4-attention-cost): 256 px, 96 frames -> 24 x 16 x 16 tokens, window
+    # (4, 2, 2): 7.2%.
     assert attention_cost_ratio(paper_window(256, 96), math.prod(token_grid(256, 96))) == pytest.approx(
         0.0716, abs=1e-4
     )

@@ -1,5 +1,5 @@
-"""Reference-weight conversion (ptdit.interop.official): fixture parity (SPEC 13), XL key file, converter errors,
-released pipeline defaults."""
+"""Reference-weight conversion (ptdit.interop.official): fixture parity (docs/checkpoints.md#parity-fixtures), XL key
+file, converter errors, released pipeline defaults."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ class NotATensor:
 
 @pytest.fixture(scope="module")
 def fixture_file(fixtures_dir):
-    """The parity fixture of SPEC 13 (tests/fixtures/README.md)."""
+    """The parity fixture of docs/checkpoints.md#parity-fixtures (tests/fixtures/README.md)."""
     return fixtures_dir / "ptdit_official_image.safetensors"
 
 

@@ -1,4 +1,4 @@
-"""Positional and timestep embeddings (SPEC 3.3, 3.4)."""
+"""Positional and timestep embeddings (docs/architecture.md#embeddings-and-conditioning)."""
 
 from __future__ import annotations
 

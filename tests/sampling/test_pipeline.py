@@ -11,7 +11,8 @@ from tests.helpers.tiny_encoders import TINY_T5_DIM
 
 
 def test_pipeline_euler_matches_reference_loop(t5_dir):
-    """The pipeline's flow-Euler + CFG equals the reference sampler written out (SPEC 8)."""
+    """The pipeline's flow-Euler + CFG equals the reference sampler written out
+    (docs/inference.md#the-reference-sampler)."""
     from ptdit.encoders import IdentityVAE, load_text_encoder
     from ptdit.sampling.pipeline import GenerationPipeline
 

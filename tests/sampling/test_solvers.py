@@ -123,7 +123,8 @@ def test_second_order_beats_first_order() -> None:
 
 
 def test_flow_euler_matches_reference_update() -> None:
-    """SPEC 8: CFG on the doubled batch, channels [0, C), then x <- x + v (t_i - t_{i+1}) / 1000."""
+    """The reference sampler (docs/inference.md#the-reference-sampler): CFG on the doubled batch, channels [0, C), then
+    x <- x + v (t_i - t_{i+1}) / 1000."""
     weight = torch.randn(4, 4, generator=torch.Generator().manual_seed(1)) * 0.3
 
     def model(x: Tensor, t: Tensor, *, context: Tensor) -> Tensor:

@@ -12,6 +12,7 @@ import torch
 import ptdit
 from ptdit.diffusion.losses import DiffusionLoss, FlowMatchingLoss
 from ptdit.diffusion.schedules import FlowSchedule
+from ptdit.eval.previews import write_sample_grid
 from ptdit.io import load_safetensors
 from ptdit.train.loop import NonFiniteLossError, train
 from ptdit.train.state import latest_checkpoint
@@ -69,7 +70,10 @@ def test_checkpoint_layout_and_sampling_from_it(tmp_path):
     from ptdit.cli.main import main
 
     result = train(
-        tiny_train_config("train.max_steps=2", "train.sample_every=2"), tmp_path / "run", show_progress=False
+        tiny_train_config("train.max_steps=2", "train.sample_every=2"),
+        tmp_path / "run",
+        show_progress=False,
+        preview=write_sample_grid,
     )
     folder = result.checkpoint
     grid = tmp_path / "run" / "samples" / "step-0000002.png"  # periodic EMA sample grid

@@ -1,4 +1,5 @@
-"""Multi-head attention module with the parameter names of diffusers' `Attention` (SPEC 3.8).
+"""Multi-head attention module with the parameter names of diffusers' `Attention`
+(docs/architecture.md#attention-modules).
 
 Shape legend: B batch (any leading dims, e.g. batch x windows), L query tokens, S key tokens, D width,
 N heads, K head dim. Names `to_q`, `to_k`, `to_v`, `to_out.0` match the released checkpoint.

@@ -1,4 +1,4 @@
-"""Proxy tokens of the Global Information Interaction Module (SPEC 3.9).
+"""Proxy tokens of the Global Information Interaction Module (docs/architecture.md#proxy-tokens).
 
 Shape legend: B batch, M windows, W tokens per window, P proxy tokens, Q tokens per proxy group, D width.
 By default one proxy summarises one window (P = M). With `proxy_window` smaller than the window, each window

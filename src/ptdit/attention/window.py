@@ -1,4 +1,5 @@
-"""Window geometry for PT-DiT: partition / reverse, cyclic shift, and the shifted-window mask (SPEC 3.6, 3.10).
+"""Window geometry for PT-DiT: partition / reverse, cyclic shift, and the shifted-window mask
+(docs/architecture.md#windows).
 
 Shape legend: B batch, F/Y/X token-grid frames/rows/cols, D width, M windows, W tokens per window.
 Windows are ordered (frame-block, row-block, col-block) in raster order and tokens inside a window
@@ -53,7 +54,8 @@ def shift_windows(x_BFYXD: torch.Tensor, shift: Size3) -> torch.Tensor:
 
 
 def half_window_shift(window: Size3) -> Size3:
-    """The shift used by PT-DiT's shifted-window attention: half a window on every axis (SPEC 3.10)."""
+    """The shift used by PT-DiT's shifted-window attention: half a window on every axis
+    (docs/architecture.md#shifted-windows-and-the-mask)."""
     return (window[0] // 2, window[1] // 2, window[2] // 2)
 
 

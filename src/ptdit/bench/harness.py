@@ -56,7 +56,7 @@ class BenchSettings:
 
     Attributes:
         resolution: image side in pixels (latents are 8x smaller).
-        frames: video frames (1 = image; latent frames by the SPEC 5 rule).
+        frames: video frames (1 = image; latent frames by docs/decisions.md#latent-frame-rule).
         depth / width / heads: overrides of the presets (None = the preset's); diffusers' model takes them from
             the first ptdit model of the run.
         window: PT-DiT window; None = the paper's for the resolution.

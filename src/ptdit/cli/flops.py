@@ -171,7 +171,7 @@ def print_eq4() -> None:
             f"{r['resolution']:>5} {window:<9} {r['tokens']:>6} {r['p']:>4} {r['ratio']:>8.2%} "
             f"{r['closed_form']:>15.4f} {r['paper']:>7.1%}"
         )
-    print("(the paper prints 2.3% at 2048; Eq. 4 gives 3.5%, SPEC 6)")
+    print("(the paper prints 2.3% at 2048; Eq. 4 gives 3.5%, docs/flops.md#eq-4-attention-cost)")
 
 
 def write_plot(rows: list[dict[str, Any]], path: str) -> None:

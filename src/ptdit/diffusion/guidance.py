@@ -1,4 +1,5 @@
-"""Classifier-free guidance, implemented once for pipelines and evaluation (SPEC 8, step 3).
+"""Classifier-free guidance, implemented once for pipelines and evaluation
+(docs/inference.md#the-reference-sampler, step 3).
 
 The reference runs the conditional and the unconditional branch in one network call on the batch
 `[x; x]` with times `[t; t]` and context `[cond; uncond]` (conditional first), then combines

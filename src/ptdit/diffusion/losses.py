@@ -1,4 +1,5 @@
-"""Training losses: one object per objective, one call signature (SPEC 7.1; EDM `training/loss.py` style).
+"""Training losses: one object per objective, one call signature
+(docs/training.md#the-loss-object; EDM `training/loss.py` style).
 
 `loss_fn(model, x0, cond, *, generator=None) -> loss_B`:
 1. sample network times t (B,) (with the timestep shift for flow, from the latent shape),
@@ -126,7 +127,8 @@ class DiffusionLoss:
 
 
 class FlowMatchingLoss(DiffusionLoss):
-    """Rectified-flow loss of the reference (SPEC 7.1): target x0 - noise, logit-normal shifted times.
+    """Rectified-flow loss of the reference (docs/training.md#objectives): target x0 - noise, logit-normal shifted
+    times.
 
     Args:
         schedule: the flow schedule (timestep sampling and shift); the default is logit-normal with the
@@ -138,7 +140,7 @@ class FlowMatchingLoss(DiffusionLoss):
 
 
 class VPLoss(DiffusionLoss):
-    """Discrete VP loss with v- or epsilon-prediction, t uniform in {0..T-1} (SPEC 7.1, [Ours]).
+    """Discrete VP loss with v- or epsilon-prediction, t uniform in {0..T-1} (docs/decisions.md#training-objective).
 
     Args:
         schedule: the VP schedule; default linear betas, 1000 steps.

@@ -1,4 +1,4 @@
-"""What the network predicts, and the conversions between predictions (SPEC 7.1).
+"""What the network predicts, and the conversions between predictions (docs/training.md#objectives).
 
 For any schedule `x_t = alpha x0 + sigma noise` (alpha, sigma broadcastable against the latents):
 
@@ -102,7 +102,7 @@ def v_to_eps(x_t: Tensor, v: Tensor, alpha: Coef, sigma: Coef) -> Tensor:
 
 
 def velocity_target(x0: Tensor, noise: Tensor) -> Tensor:
-    """Rectified-flow velocity u = x0 - noise (the reference's target, SPEC 7.1)."""
+    """Rectified-flow velocity u = x0 - noise (the reference's target, docs/training.md#objectives)."""
     return x0 - noise
 
 

@@ -1,4 +1,5 @@
-"""Noise schedules: rectified flow and discrete variance-preserving (VP) diffusion (SPEC 7.1, 8).
+"""Noise schedules: rectified flow and discrete variance-preserving (VP) diffusion
+(docs/training.md#objectives, docs/inference.md#samplers).
 
 Every schedule is a path `x_t = alpha(t) x0 + sigma(t) noise` indexed by a time `t` on the *network scale*
 (the number the network receives as its timestep):
@@ -50,7 +51,7 @@ BetaSchedule = Literal["linear", "cosine"]
 
 
 # --------------------------------------------------------------------------------------------------------
-# Timestep shift (SPEC 7.1)
+# Timestep shift (docs/training.md#timestep-shift)
 # --------------------------------------------------------------------------------------------------------
 
 
@@ -59,7 +60,7 @@ def timestep_shift_ratio(height: int, width: int, num_frames: int = 1, *, scale:
 
     `r = sqrt(height * width / 512^2) * sqrt(k) * scale` with k = 1 for images and
     `k = max((num_frames // 17) * 5, 1)` for videos. The reference has no clamp and gives k = 0 (r = 0,
-    every t mapped to 0) for 2..16 frames; clamping to 1 is our decision (SPEC 15).
+    every t mapped to 0) for 2..16 frames; clamping to 1 is our decision (docs/decisions.md#timestep-shift).
 
     Args:
         height: image height in pixels (not latents).
@@ -98,7 +99,8 @@ def shift_timesteps(t: Tensor, ratio: float) -> Tensor:
 
 @dataclass(frozen=True, kw_only=True)
 class TimestepShift:
-    """How to derive the shift ratio r from a latent batch (SPEC 7.1: pixel size and pixel frames).
+    """How to derive the shift ratio r from a latent batch
+    (docs/training.md#timestep-shift: pixel size and pixel frames).
 
     The latent shape does not determine the pixel frame count uniquely; we invert the causal 3D VAE rule
     (`frames = (F - 1) * temporal_compression + 1`), which is exact for the odd frame counts the causal VAE
@@ -327,7 +329,7 @@ class VPSchedule(NoiseSchedule):
     Times are step indices 0..T-1 given as floats (the network input); t = -1 is the clean end point.
 
     Args:
-        beta_schedule: "linear" (1e-4 to 2e-2, SPEC 7.1) or "cosine".
+        beta_schedule: "linear" (1e-4 to 2e-2, docs/training.md#vp-schedules) or "cosine".
         num_timesteps: number of discrete steps T.
     """
 

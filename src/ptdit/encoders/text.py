@@ -1,7 +1,7 @@
 """Text encoders: token-level caption features and their mask for the text cross-attention.
 
-PT-DiT conditions on T5 encoder features (SPEC section 8): captions are cleaned and lower-cased, tokenized
-with padding to `max_length` (120 for training, 200 for the released weights) and truncation, and the
+PT-DiT conditions on T5 encoder features (docs/inference.md#text-encoding): captions are cleaned and lower-cased,
+tokenized with padding to `max_length` (120 for training, 200 for the released weights) and truncation, and the
 attention mask is used both inside T5 and as the cross-attention key mask. The negative prompt "" becomes
 the EOS token plus padding. A CLIP text encoder (token-level `last_hidden_state`, 77 tokens) is offered
 through the same interface for small experiments.

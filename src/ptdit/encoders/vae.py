@@ -4,12 +4,13 @@ Every adapter takes and returns 5-D tensors `B C F H W` (F = 1 for images, views
 pixels in [-1, 1] and latents already normalised for the diffusion model:
 
 * `IdentityVAE`: pixel space, no weights (latents = pixels, factors 1, 3 channels), for small models.
-* `ImageVAE`: a diffusers `AutoencoderKL` (e.g. SD-VAE, SPEC section 15: f8, 4 channels, scale 0.18215);
-  latents = (z - shift_factor) * scaling_factor. Videos are encoded and decoded frame by frame: this is
-  the per-frame 2D fallback for video.
+* `ImageVAE`: a diffusers `AutoencoderKL`
+  (e.g. SD-VAE, docs/decisions.md#s-class-vae-and-objective: f8, 4 channels, scale 0.18215); latents =
+  (z - shift_factor) * scaling_factor. Videos are encoded and decoded frame by frame: this is the per-frame 2D fallback
+  for video.
 * `VideoVAE`: a diffusers `AutoencoderKLWan` (causal 3D VAE, 8x spatial and 4x temporal compression as
-  SPEC section 5 assumes); latents = (z - latents_mean) / latents_std per channel when the config has
-  them, identity otherwise. Frames follow the causal rule F' = 1 + (F - 1) / 4.
+  docs/architecture.md#video-and-multi-view assumes); latents = (z - latents_mean) / latents_std per channel when the
+  config has them, identity otherwise. Frames follow the causal rule F' = 1 + (F - 1) / 4.
 
 diffusers is imported lazily inside `load_vae` (the `[hub]` extra).
 

@@ -1,4 +1,4 @@
-"""FLOP accounting for PT-DiT and its baselines (SPEC 6; paper Eq. 3 and 4).
+"""FLOP accounting for PT-DiT and its baselines (docs/flops.md; paper Eq. 3 and 4).
 
 Two independent counts of the multiply-accumulates (MACs) of every matmul-like op (linear, conv, attention
 matmuls; norms, softmax and elementwise ops are not counted, as in the DiT and PT-DiT papers):
@@ -39,11 +39,11 @@ Size3 = tuple[int, int, int]
 
 TEXT_TOKENS = 120  # caption length used for every count unless stated otherwise (PixArt-alpha uses 120)
 VAE_SPATIAL = 8  # latents are 8x smaller than pixels in space ...
-VAE_TEMPORAL = 4  # ... and 4x shorter in time (SPEC 5)
+VAE_TEMPORAL = 4  # ... and 4x shorter in time (docs/decisions.md#latent-frame-rule)
 TIMESTEP_FEATURES = 256  # sinusoidal features fed to the timestep MLP
 
 # Eq. 4 table of the paper: (resolution, window, attention-cost ratio as printed). The printed 2048 value
-# (2.3%) contradicts Eq. 4, whose value is 3.5% (SPEC 6); `eq4_rows` reports both.
+# (2.3%) contradicts Eq. 4, whose value is 3.5% (docs/flops.md#eq-4-attention-cost); `eq4_rows` reports both.
 PAPER_EQ4 = ((256, (1, 2, 2), 0.343), (512, (1, 4, 4), 0.097), (1024, (1, 8, 8), 0.047), (2048, (1, 16, 16), 0.023))
 
 

@@ -1,8 +1,9 @@
 """Conversion of the authors' reference weights (Ascend MindSpeed-MM `PTDiTDiffuser`) to a ptdit checkpoint.
 
-Our module names equal the reference's (SPEC 12), so conversion is: read the state dict safely, unwrap
-checkpoint nesting and wrapper prefixes, drop the positional-embedding buffer, map the reference constructor
-config to `PTDiTConfig`, check every key and shape, and write `config.json` + `model.safetensors` atomically.
+Our module names equal the reference's (docs/checkpoints.md#official-key-names), so conversion is: read the state dict
+safely, unwrap checkpoint nesting and wrapper prefixes, drop the positional-embedding buffer, map the reference
+constructor config to `PTDiTConfig`, check every key and shape, and write `config.json` + `model.safetensors`
+atomically.
 """
 
 from __future__ import annotations
@@ -48,9 +49,9 @@ _IGNORED = {
 _NESTING_KEYS = ("state_dict", "model", "module", "ema", "model_ema", "predictor", "params")
 _BUFFERS = ("pos_embed.pos_embed",)
 
-# How the reference samples the released T2I weights (SPEC 8): rectified-flow Euler, 30 steps, CFG 4.0,
-# 200 T5 tokens, timestep shift, 1024 px. The T5-XXL encoder and the SD VAE must be available locally
-# (`ptdit sample --text-encoder DIR --vae DIR` points at them). That the release decodes with the SD VAE
+# How the reference samples the released T2I weights (docs/inference.md#reference-inference-settings): rectified-flow
+# Euler, 30 steps, CFG 4.0, 200 T5 tokens, timestep shift, 1024 px. The T5-XXL encoder and the SD VAE must be available
+# locally (`ptdit sample --text-encoder DIR --vae DIR` points at them). That the release decodes with the SD VAE
 # (f8, 4 channels) is our assumption: the spec names no VAE for the T2I model.
 RELEASED_PIPELINE = PipelineConfig(
     task="t2i",
@@ -110,7 +111,10 @@ def reference_config_to_ptdit(
         warnings.warn(f"ignoring unknown reference config keys {unknown}", stacklevel=2)
     dim = int(ref["num_attention_heads"]) * int(ref["attention_head_dim"])
     if int(ref.get("cross_attention_dim", dim)) != dim:
-        raise ValueError(f"cross_attention_dim={ref['cross_attention_dim']} must equal the width {dim} (SPEC 3.8)")
+        raise ValueError(
+            f"cross_attention_dim={ref['cross_attention_dim']} must equal the width {dim} "
+            "(docs/architecture.md#attention-modules)"
+        )
     window = tuple(window_size or ref.get("compress_ratios", (1, 8, 8)))
     proxy = tuple(ref.get("proxy_compress_ratios", window))
     return PTDiTConfig(

@@ -1,11 +1,12 @@
-"""The PT-DiT block (SPEC 3.7): global interaction through proxies, texture complement, text, FFN.
+"""The PT-DiT block (docs/architecture.md#the-pt-block): global interaction through proxies, texture complement, text,
+FFN.
 
 Shape legend: B batch, M windows, W tokens per window, L = M W tokens, P proxy tokens, S text tokens,
 D width. Inside the blocks tokens stay windowed, (B, M, W, D); operations over all tokens view the same
 memory as (B, L, D) (they are permutation-equivariant, so token order does not matter to them).
 
-Attribute names follow the released checkpoint (SPEC 12), so its state dict loads without renaming;
-`proxy_scale_shift_table` modulates the shifted-window branch despite its name.
+Attribute names follow the released checkpoint (docs/checkpoints.md#official-key-names), so its state dict loads without
+renaming; `proxy_scale_shift_table` modulates the shifted-window branch despite its name.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ptdit.nn.layers import FeedForward, layer_norm, modulate
 
 
 def _table(rows: int, dim: int) -> nn.Parameter:
-    """A modulation table initialised as randn / sqrt(D) (SPEC 3.12)."""
+    """A modulation table initialised as randn / sqrt(D) (docs/architecture.md#initialisation)."""
     return nn.Parameter(torch.randn(rows, dim) / math.sqrt(dim))
 
 
@@ -91,7 +92,8 @@ class PTDiTBlock(nn.Module):
         """Args: windowed tokens (B, M, W, D); adaLN-single output t6 (B, 6, D); the grid layout; projected
         captions (B, S, D) and their boolean key mask (B, 1, S) or None. Returns (B, M, W, D)."""
         B, M, W, D = x_BMWD.shape
-        # Per-sample modulation broadcast as (B, 1, 1, D) (the reference tiles it wrongly: SPEC 11.1).
+        # Per-sample modulation broadcast as (B, 1, 1, D)
+        # (the reference tiles it wrongly: docs/decisions.md#per-sample-modulation).
         mod_B6D = self.scale_shift_table[None] + t6_B6D
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mod_B6D[:, :, None, None].unbind(1)
 

@@ -1,4 +1,4 @@
-"""PT-DiT: the Proxy-Tokenized Diffusion Transformer (Qihoo-T2X / PT-T2I/V, arXiv:2409.04005, SPEC 3).
+"""PT-DiT: the Proxy-Tokenized Diffusion Transformer (Qihoo-T2X / PT-T2I/V, arXiv:2409.04005, docs/architecture.md).
 
 patchify + 3D sin-cos PE -> windows -> depth x PT-Block -> final adaLN layer -> unpatchify.
 One network serves images (F = 1), video and multi-view (F > 1, views as frames).
@@ -57,7 +57,8 @@ class PTDiT(nn.Module):
         return list(self.transformer_blocks)
 
     def initialize_weights(self) -> None:
-        """Reference initialisation (SPEC 3.12); everything not listed keeps PyTorch's default."""
+        """Reference initialisation (docs/architecture.md#initialisation); everything not listed keeps PyTorch's
+        default."""
         D = self.config.dim
         for block in self.transformer_blocks:
             # Zero-init the linears after GIIM and after the shifted windows: at the start each block reduces

@@ -1,4 +1,4 @@
-"""Embedding layers shared by PT-DiT and the baselines (SPEC 3.2 - 3.5).
+"""Embedding layers shared by PT-DiT and the baselines (docs/architecture.md#embeddings-and-conditioning).
 
 Shape legend: B batch, C latent channels, F frames, H/W latent height/width, Y/X token rows/cols,
 L tokens (F Y X, raster order), D width, S text tokens, E caption channels.
@@ -35,7 +35,8 @@ def sincos_1d(pos: torch.Tensor, dim: int) -> torch.Tensor:
 def sincos_pos_embed_3d(
     grid: Size3, dim: int, *, interpolation_scale: float = 1.0, reference_compat: bool = False
 ) -> torch.Tensor:
-    """Fixed 3D sin-cos embedding of PT-DiT (SPEC 3.3), (L, dim) float32 for the raster-ordered grid.
+    """Fixed 3D sin-cos embedding of PT-DiT (docs/architecture.md#3d-sin-cos-positional-embedding), (L, dim) float32 for
+    the raster-ordered grid.
 
     Channels: [0, dim/4) code of the frame, then 3 dim/8 of the column, then 3 dim/8 of the row.
 
@@ -43,9 +44,9 @@ def sincos_pos_embed_3d(
         grid: (F, Y, X) token grid.
         dim: width, divisible by 16.
         interpolation_scale: spatial positions are divided by it (reference: 1 for the released config).
-        reference_compat: reproduce the reference's meshgrid quirk (SPEC 11.4): for the raster index
-            k = r X + c it encodes k mod Y as the column and k div Y as the row. Equal to the correct
-            embedding only when Y == X.
+        reference_compat: reproduce the reference's meshgrid quirk
+            (docs/decisions.md#positional-embedding-on-non-square-grids): for the raster index k = r X + c it encodes k
+            mod Y as the column and k div Y as the row. Equal to the correct embedding only when Y == X.
     """
     if dim % 16:
         raise ValueError(f"the 3D sin-cos positional embedding needs dim divisible by 16, got {dim}")
@@ -185,7 +186,8 @@ class _TimestepEmbeddings(nn.Module):
 
 
 class AdaLNSingle(nn.Module):
-    """PixArt-alpha adaLN-single: one (B, 6, D) modulation shared by every block (SPEC 3.4)."""
+    """PixArt-alpha adaLN-single: one (B, 6, D) modulation shared by every block
+    (docs/architecture.md#timestep-embedding-and-adaln-single)."""
 
     def __init__(self, dim: int) -> None:
         super().__init__()

@@ -1,4 +1,5 @@
-"""Model presets: short functions returning configs (SPEC 4, Table 4 of the paper; DiT; PixArt-alpha).
+"""Model presets: short functions returning configs
+(docs/architecture.md#model-configurations, Table 4 of the paper; DiT; PixArt-alpha).
 
 PT-DiT text presets use the released block (4 -> 8 channels, patch 2, T5-XXL captions, windows (1, 8, 8),
 the 1024 px setting); pass `window_size=` to a forward call for other resolutions.

@@ -1,8 +1,8 @@
 """Conditioning strategies: how a condition is encoded, what its null condition is, and how it is dropped.
 
 One strategy per kind (text, class label, none), chosen by `conditioning_for`. Training drops a fraction of
-the conditions for classifier-free guidance (paper Sec. 4, caption dropout 0.1) and sampling pairs every
-condition with the null one; both go through the same three methods, so the two always agree:
+the conditions for classifier-free guidance (caption dropout, 0.1 by default: docs/decisions.md#null-condition)
+and sampling pairs every condition with the null one; both go through the same three methods, so they agree:
 
 - `encode(inputs, device)`: model keyword arguments for a list of prompts or labels;
 - `null(device, negative_prompt)`: keyword arguments of the unconditional (CFG) branch, batch 1;

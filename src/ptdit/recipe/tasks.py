@@ -26,8 +26,9 @@ class Task:
     media: str
 
 
-# Video keeps p_f = 4 at every resolution (paper Sec. 3.4). Multi-view: 24 views give 6 latent frames with a
-# 4x temporal VAE, which 4 does not divide, so T2MV uses p_f = 2 (docs/decisions.md#multi-view-window).
+# Video keeps p_f = 4 at every resolution (docs/architecture.md#video-and-multi-view). Multi-view: 24 views
+# give 6 latent frames with a 4x temporal VAE, which 4 does not divide, so T2MV uses p_f = 2
+# (docs/decisions.md#multi-view-window).
 TASKS: dict[str, Task] = {
     task.name: task
     for task in (

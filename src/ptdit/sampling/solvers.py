@@ -1,4 +1,4 @@
-"""ODE / SDE samplers with one signature (k-diffusion style; SPEC 8).
+"""ODE / SDE samplers with one signature (k-diffusion style; docs/inference.md#samplers).
 
 Every sampler is
 
@@ -76,7 +76,8 @@ class Sampler(Protocol):
 def build_timesteps(schedule: NoiseSchedule, num_steps: int, *, shift: float = 1.0) -> TimestepGrid:
     """The sampling grid for `schedule` with `num_steps` steps, from noise to clean.
 
-    Flow: the reference grid `t_i = (1 - i/S) * 1000` shifted with ratio `shift`, ending at t = 0 (SPEC 8).
+    Flow: the reference grid `t_i = (1 - i/S) * 1000` shifted with ratio `shift`, ending at t = 0
+        (docs/inference.md#samplers).
     VP: evenly spaced step indices 999, ..., ending at the clean point t = -1 (`shift` must be 1).
 
     Args:
@@ -151,7 +152,8 @@ def sample_flow_euler(
     progress: bool = False,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Euler on the flow ODE: the reference sampler (SPEC 8, step 4) on the flow schedule.
+    """Euler on the flow ODE: the reference sampler (docs/inference.md#the-reference-sampler, step 4) on the flow
+    schedule.
 
     Args:
         denoise_fn: x0-prediction denoiser `denoise_fn(x, t)`.

@@ -31,7 +31,8 @@ class DataConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class OptimConfig:
-    """AdamW with warmup then constant or cosine learning rate (SPEC 7.4 defaults)."""
+    """AdamW with warmup then constant or cosine learning rate
+    (defaults: docs/decisions.md#optimiser-and-ema-defaults)."""
 
     lr: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.999)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from ptdit.data import DATASETS, ORACLES, ShapesDataset, build_dataset, parse_caption
-from ptdit.data.oracle import label_components
+from ptdit.data import DATASETS, ShapesDataset, build_dataset, parse_caption
+from ptdit.eval.oracle import ORACLES, label_components
 
 NAMES = list(DATASETS)
 

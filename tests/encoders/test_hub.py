@@ -13,7 +13,6 @@ pytest.importorskip("transformers")
 pytest.importorskip("diffusers")
 
 from ptdit.encoders import MissingWeightsError, load_text_encoder, load_vae
-from ptdit.encoders.errors import require
 
 
 def test_import_is_lazy() -> None:
@@ -23,11 +22,6 @@ def test_import_is_lazy() -> None:
         "assert not heavy, heavy; e.load_vae; assert 'diffusers' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
-
-
-def test_require_names_the_extra() -> None:
-    with pytest.raises(ImportError, match=r"pip install 'ptdit\[video\]'"):
-        require("ptdit_no_such_package_xyz", "video")
 
 
 def _assert_fast_clear_error(fn, name: str) -> MissingWeightsError:  # type: ignore[no-untyped-def]
