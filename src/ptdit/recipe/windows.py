@@ -3,7 +3,8 @@
 The paper keeps 8 x 8 windows per frame at every resolution (256 px -> (1, 2, 2), ..., 2048 px -> (1, 16, 16);
 paper Eq. 4 and its table; docs/architecture.md#window-sizes) and a temporal window p_f = 4 for video;
 multi-view uses p_f = 2 (docs/decisions.md#multi-view-window). A model trained with an explicit window keeps
-it: the window is part of the checkpoint's pipeline settings. Global-attention baselines (DiT, PixArt-alpha) have no window.
+it: the window is part of the checkpoint's pipeline settings. Global-attention baselines (DiT, PixArt-alpha)
+have no window.
 """
 
 from __future__ import annotations
