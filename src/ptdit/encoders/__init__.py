@@ -6,6 +6,7 @@ diffusers only inside the loaders (they come with the `[hub]` extra). `models/` 
 Main entry points:
 
 * `load_text_encoder(name_or_path, ...) -> TextEncoder`, with `TextEncoder.encode(prompts) -> (emb, mask)`.
+* `clean_caption(text)` / `normalize_negative_prompt(text)`: the reference's text preprocessing.
 * `load_vae(name_or_path, ...) -> VAE`, with `VAE.encode(pixels)` / `VAE.decode(latents)` on `B C F H W`.
 * `MissingWeightsError`: raised fast, with a one-line fix, when weights are not available offline.
 """
@@ -18,7 +19,12 @@ from typing import TYPE_CHECKING, Any
 from ptdit.encoders.errors import MissingWeightsError
 
 if TYPE_CHECKING:
-    from ptdit.encoders.text import TextEncoder, clean_caption, load_text_encoder
+    from ptdit.encoders.text import (
+        TextEncoder,
+        clean_caption,
+        load_text_encoder,
+        normalize_negative_prompt,
+    )
     from ptdit.encoders.vae import VAE, IdentityVAE, ImageVAE, VideoVAE, load_vae
     from ptdit.encoders.words import WordTextEncoder, load_word_encoder
 
@@ -34,12 +40,14 @@ __all__ = [
     "load_text_encoder",
     "load_vae",
     "load_word_encoder",
+    "normalize_negative_prompt",
 ]
 
 _LAZY = {
     "TextEncoder": "text",
     "clean_caption": "text",
     "load_text_encoder": "text",
+    "normalize_negative_prompt": "text",
     "VAE": "vae",
     "IdentityVAE": "vae",
     "ImageVAE": "vae",

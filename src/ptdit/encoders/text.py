@@ -1,21 +1,22 @@
 """Text encoders: token-level caption features and their mask for the text cross-attention.
 
-PT-DiT conditions on T5 encoder features (SPEC section 8): captions are cleaned and lower-cased, tokenized
-with padding to `max_length` (120 for training, 200 for the released weights) and truncation, and the
-attention mask is used both inside T5 and as the cross-attention key mask. The negative prompt "" becomes
-the EOS token plus padding. A CLIP text encoder (token-level `last_hidden_state`, 77 tokens) is offered
-through the same interface for small experiments.
+PT-DiT conditions on T5 encoder features (SPEC sections 8 and 16). The released pipeline cleans each prompt
+with the PixArt/DeepFloyd caption cleaner (twice; `clean_caption`, see `ptdit.encoders.cleaning`), only
+lower-cases and strips the negative prompt (`normalize_negative_prompt`), tokenizes with padding to
+`max_length` (120 for training, 200 for the released weights) and truncation, and runs T5 in float32 with the
+attention mask, which is also the cross-attention key mask. The negative prompt "" becomes the EOS token plus
+padding. A CLIP text encoder (token-level `last_hidden_state`, 77 tokens) is offered through the same
+interface for small experiments.
 
-transformers is imported lazily inside the loaders (the `[hub]` extra).
+transformers (and ftfy / beautifulsoup4 for caption cleaning) come with the `[hub]` extra and are imported
+lazily.
 
 Shape legend: B batch (prompts), S text tokens (= max_length), C text-encoder width.
 """
 
 from __future__ import annotations
 
-import html
 import os
-import re
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ptdit.encoders.cleaning import clean_caption, normalize_negative_prompt, require_cleaning_dependencies
 from ptdit.encoders.errors import missing_weights_error, require, resolve_model
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "TextEncoder",
     "clean_caption",
     "load_text_encoder",
+    "normalize_negative_prompt",
 ]
 
 # Hub ids behind short names. Only used when the name is not a local folder.
@@ -55,33 +58,6 @@ _DEFAULT_MAX_LENGTH = {"t5": 120, "clip": 77}
 _DEFAULT_ENCODER_CLASS = {"t5": "T5EncoderModel", "clip": "CLIPTextModel"}
 
 # ------------------------------------------------------------------------------------------------------
-# Caption cleaning
-# ------------------------------------------------------------------------------------------------------
-
-_URL_RE = re.compile(r"\b(?:https?://|www\.)\S+", flags=re.IGNORECASE)
-_HTML_TAG_RE = re.compile(r"<[^<>]{0,200}>")
-
-
-def clean_caption(text: str) -> str:
-    """Light PixArt/DeepFloyd-style caption cleaning, then lower-casing.
-
-    A deliberately small subset of the reference's `clean_caption` (which also needs ftfy and bs4):
-    HTML entities are unescaped, URLs and HTML tags removed, whitespace collapsed, and the text
-    lower-cased. Plain captions only change case.
-
-    Args:
-        text: a raw caption.
-
-    Returns:
-        The cleaned caption.
-    """
-    text = html.unescape(text)
-    text = _URL_RE.sub(" ", text)
-    text = _HTML_TAG_RE.sub(" ", text)
-    return " ".join(text.split()).lower()
-
-
-# ------------------------------------------------------------------------------------------------------
 # Encoder
 # ------------------------------------------------------------------------------------------------------
 
@@ -92,7 +68,8 @@ class TextEncoder:
     Attributes:
         kind: "t5" or "clip".
         max_length: number of tokens S every prompt is padded or truncated to.
-        clean_captions: whether prompts go through `clean_caption` before tokenization.
+        clean_captions: whether prompts get the reference's text preprocessing before tokenization
+            (`clean_caption`; negative prompts only `normalize_negative_prompt`).
         tokenizer: the transformers tokenizer.
         model: the transformers encoder (eval mode, no gradients).
     """
@@ -137,8 +114,17 @@ class TextEncoder:
         self.model.to(device=device, dtype=dtype)
         return self
 
-    def preprocess(self, prompts: Sequence[str]) -> list[str]:
-        """Validate prompts and apply caption cleaning when enabled."""
+    def preprocess(self, prompts: Sequence[str], *, negative: bool = False) -> list[str]:
+        """Validate prompts and, when enabled, apply the reference's preprocessing.
+
+        Args:
+            prompts: B captions.
+            negative: the prompts are negative (unconditional) prompts: lower-cased and stripped instead of
+                cleaned, as the reference pipeline treats them.
+
+        Returns:
+            The B strings fed to the tokenizer.
+        """
         if isinstance(prompts, str) or not isinstance(prompts, Sequence):
             raise TypeError(f"prompts must be a list of strings, got {type(prompts).__name__}: {prompts!r:.80}")
         bad = [p for p in prompts if not isinstance(p, str)]
@@ -146,7 +132,9 @@ class TextEncoder:
             raise TypeError(f"every prompt must be a str, got {[type(p).__name__ for p in bad]}")
         if len(prompts) == 0:
             raise ValueError("prompts is empty; pass at least one prompt (use '' for the unconditional one)")
-        return [clean_caption(p) for p in prompts] if self.clean_captions else list(prompts)
+        if not self.clean_captions:
+            return list(prompts)
+        return [normalize_negative_prompt(p) if negative else clean_caption(p) for p in prompts]
 
     def tokenize(self, prompts: Sequence[str]) -> tuple[Tensor, Tensor]:
         """Tokenize with padding to `max_length` and truncation (warning once about dropped tokens).
@@ -176,18 +164,19 @@ class TextEncoder:
         )
         return batch["input_ids"].long(), batch["attention_mask"].long()
 
-    def encode(self, prompts: Sequence[str]) -> tuple[Tensor, Tensor]:
+    def encode(self, prompts: Sequence[str], *, negative: bool = False) -> tuple[Tensor, Tensor]:
         """Encode captions into token features.
 
         Args:
             prompts: B captions; "" gives the unconditional (negative) embedding: EOS plus padding.
+            negative: encode negative prompts (see `preprocess`); the empty prompt is the same either way.
 
         Returns:
             `(embeddings, mask)`: embeddings (B, S, C) float32 (padding positions hold the encoder's output
             for pad tokens; use the mask), mask (B, S) long, 1 = real token, 0 = padding. Both on the
             encoder's device.
         """
-        input_ids, mask = self.tokenize(self.preprocess(prompts))
+        input_ids, mask = self.tokenize(self.preprocess(prompts, negative=negative))
         device = self.device
         input_ids, mask = input_ids.to(device), mask.to(device)
         # no_grad, not inference_mode: the features may later be saved for backward by the trained model.
@@ -248,7 +237,8 @@ def load_text_encoder(
         kind: "t5" or "clip"; None detects it.
         max_length: tokens per prompt; None gives 120 for T5 (paper; use 200 for the released weights)
             and the position limit (77) for CLIP.
-        clean_captions: apply `clean_caption`; None means on for T5 (reference) and off for CLIP.
+        clean_captions: apply the reference's text preprocessing (`clean_caption`, which needs ftfy and
+            beautifulsoup4); None means on for T5 (reference) and off for CLIP.
         device: device for the encoder.
         dtype: weight dtype (T5 is run in float32 by the reference; bf16 / fp16 T5 can overflow).
         subfolder: folder of the model inside `name_or_path` (e.g. "text_encoder" in a pipeline repo).
@@ -259,7 +249,7 @@ def load_text_encoder(
 
     Raises:
         MissingWeightsError: if the weights cannot be found locally (or downloaded when online).
-        ImportError: if transformers is not installed.
+        ImportError: if transformers (or, with caption cleaning, ftfy / beautifulsoup4) is not installed.
     """
     name = os.fspath(name_or_path)
     from ptdit.encoders.words import is_word_encoder_folder, load_word_encoder
@@ -270,6 +260,10 @@ def load_text_encoder(
         name = TEXT_ENCODER_ALIASES.get(name, name)
     resolved = resolve_model(name, what="text encoder", subfolder=subfolder)
     kind, class_name = _detect(resolved.config, kind, name)
+    if clean_captions is None:
+        clean_captions = kind == "t5"
+    if clean_captions:
+        require_cleaning_dependencies()  # fail before loading the weights, not at the first prompt
     transformers = require("transformers", "hub")
 
     kwargs = resolved.from_pretrained_kwargs()
@@ -293,6 +287,4 @@ def load_text_encoder(
         raise ValueError(
             f"max_length={max_length} exceeds the CLIP position limit {model.config.max_position_embeddings}"
         )
-    if clean_captions is None:
-        clean_captions = kind == "t5"
     return TextEncoder(tokenizer, model, kind=kind, max_length=max_length, clean_captions=clean_captions)

@@ -217,7 +217,7 @@ class GenerationPipeline:
                 raise ValueError("this checkpoint is text-conditional: give at least one prompt")
             emb, mask = self.text_encoder.encode(list(prompts))
             neg = self.config.negative_prompt if negative_prompt is None else negative_prompt
-            neg_emb, neg_mask = self.text_encoder.encode([neg])
+            neg_emb, neg_mask = self.text_encoder.encode([neg], negative=True)  # lower-cased, not cleaned
             cond = {"context": emb.to(device), "context_mask": mask.to(device)}
             return cond, {"context": neg_emb.to(device), "context_mask": neg_mask.to(device)}
         if task == "class":
