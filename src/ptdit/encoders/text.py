@@ -5,8 +5,10 @@ with the PixArt/DeepFloyd caption cleaner (twice; `clean_caption`, see `ptdit.en
 lower-cases and strips the negative prompt (`normalize_negative_prompt`), tokenizes with padding to
 `max_length` (120 for training, 200 for the released weights) and truncation, and runs T5 in float32 with the
 attention mask, which is also the cross-attention key mask. The negative prompt "" becomes the EOS token plus
-padding. A CLIP text encoder (token-level `last_hidden_state`, 77 tokens) is offered through the same
-interface for small experiments.
+padding. Its tokenizer and encoder are the `tokenizer/` and `text_encoder/` folders of
+alibaba-pai/EasyAnimateV2-XL-2-512x512; `load_text_encoder` accepts such a pipeline folder directly, and
+`load_released_text_encoder` applies the released settings. A CLIP text encoder (token-level
+`last_hidden_state`, 77 tokens) is offered through the same interface for small experiments.
 
 transformers (and ftfy / beautifulsoup4 for caption cleaning) come with the `[hub]` extra and are imported
 lazily.
@@ -16,22 +18,27 @@ Shape legend: B batch (prompts), S text tokens (= max_length), C text-encoder wi
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ptdit.encoders.cleaning import clean_caption, normalize_negative_prompt, require_cleaning_dependencies
-from ptdit.encoders.errors import missing_weights_error, require, resolve_model
+from ptdit.encoders.errors import MissingWeightsError, missing_weights_error, require, resolve_model
 
 __all__ = [
+    "RELEASED_TEXT_ENCODER_REPO",
+    "RELEASED_TEXT_MAX_LENGTH",
     "TEXT_ENCODER_ALIASES",
     "TEXT_ENCODER_KINDS",
     "TextEncoder",
     "clean_caption",
+    "load_released_text_encoder",
     "load_text_encoder",
     "normalize_negative_prompt",
 ]
@@ -56,6 +63,17 @@ _MODEL_TYPES: dict[str, tuple[str, str]] = {
 TEXT_ENCODER_KINDS = ("t5", "clip")
 _DEFAULT_MAX_LENGTH = {"t5": 120, "clip": 77}
 _DEFAULT_ENCODER_CLASS = {"t5": "T5EncoderModel", "clip": "CLIPTextModel"}
+RELEASED_TEXT_MAX_LENGTH = 200  # T5 tokens of the released Qihoo-T2X pipeline (`model_max_length`)
+RELEASED_TEXT_ENCODER_REPO = "alibaba-pai/EasyAnimateV2-XL-2-512x512"  # its text_encoder/ and tokenizer/
+
+# A diffusers-style pipeline folder (EasyAnimateV2-XL-2-512x512, the release's `pretrain_models/`) keeps the
+# encoder and its tokenizer in these two subfolders.
+_PIPELINE_ENCODER_SUBFOLDER = "text_encoder"
+_PIPELINE_TOKENIZER_SUBFOLDER = "tokenizer"
+# Files that carry a tokenizer's vocabulary; one of them must exist (transformers 5 otherwise builds an
+# empty T5 tokenizer that maps every word to <unk>, silently).
+_TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "vocab.json", "vocab.txt", "tokenizer.model")
+_VOCABULARY_FREE_TOKENIZERS = ("ByT5Tokenizer",)  # byte-level: tokenizer_config.json is enough
 
 # ------------------------------------------------------------------------------------------------------
 # Encoder
@@ -216,6 +234,49 @@ def _detect(config: dict[str, Any], kind: str | None, name: str) -> tuple[str, s
     return detected
 
 
+def _is_pipeline_folder(folder: Path) -> bool:
+    """A pipeline folder (text_encoder/ + tokenizer/, as EasyAnimateV2 ships them) without a root config."""
+    return not (folder / "config.json").is_file() and any(
+        (folder / sub).is_dir() for sub in (_PIPELINE_ENCODER_SUBFOLDER, _PIPELINE_TOKENIZER_SUBFOLDER)
+    )
+
+
+def _has_tokenizer_files(folder: Path) -> bool:
+    if any((folder / file).is_file() for file in _TOKENIZER_FILES):
+        return True
+    config = folder / "tokenizer_config.json"
+    if not config.is_file():
+        return False
+    with config.open(encoding="utf-8") as handle:
+        return json.load(handle).get("tokenizer_class") in _VOCABULARY_FREE_TOKENIZERS
+
+
+def _local_folder_error(name: str, missing: list[str]) -> MissingWeightsError:
+    """One line: what a local encoder folder lacks and how to supply it."""
+    return MissingWeightsError(
+        f"cannot load text encoder {name!r}: missing {'; '.join(missing)}. Pass a folder holding the encoder "
+        "(config.json + weights) and its tokenizer files, or a pipeline folder with text_encoder/ and tokenizer/ "
+        "(or set subfolder / tokenizer_subfolder); the release's is fetched on a machine with internet access by "
+        f"`hf download {RELEASED_TEXT_ENCODER_REPO} --include 'text_encoder/*' --include 'tokenizer/*' "
+        "--local-dir DIR`, then pass DIR"
+    )
+
+
+def _check_local_files(folder: Path, name: str, subfolder: str | None, tokenizer_subfolder: str | None) -> None:
+    """Raise MissingWeightsError naming every missing piece (weights, tokenizer folder or files)."""
+    model_dir = folder / subfolder if subfolder else folder
+    tokenizer_dir = folder / tokenizer_subfolder if tokenizer_subfolder else model_dir
+    missing = []
+    if not any(next(model_dir.glob(pattern), None) for pattern in ("*.safetensors", "*.bin")):
+        missing.append(f"model weights (model.safetensors or pytorch_model.bin) in {str(model_dir)!r}")
+    if not tokenizer_dir.is_dir():
+        missing.append(f"the tokenizer folder {str(tokenizer_dir)!r}")
+    elif not _has_tokenizer_files(tokenizer_dir):
+        missing.append(f"tokenizer files (one of {', '.join(_TOKENIZER_FILES)}) in {str(tokenizer_dir)!r}")
+    if missing:
+        raise _local_folder_error(name, missing)
+
+
 def load_text_encoder(
     name_or_path: str | os.PathLike[str],
     *,
@@ -230,7 +291,10 @@ def load_text_encoder(
     """Load a T5 or CLIP text encoder and its tokenizer from a local folder or a hub id.
 
     The kind is read from the `model_type` of the model's config.json unless given. Local folders are
-    used first; hub ids are looked up in the local cache only when `HF_HUB_OFFLINE` is set.
+    used first; hub ids are looked up in the local cache only when `HF_HUB_OFFLINE` is set. A local folder
+    without a config.json of its own but with `text_encoder/` and `tokenizer/` subfolders (a pipeline
+    folder such as EasyAnimateV2-XL-2-512x512, the release's text encoder) is read from those. A local
+    folder is checked for its weights and tokenizer files before anything is loaded.
 
     Args:
         name_or_path: a local folder, a hub id, or an alias from `TEXT_ENCODER_ALIASES`.
@@ -248,18 +312,25 @@ def load_text_encoder(
         The text encoder in eval mode.
 
     Raises:
-        MissingWeightsError: if the weights cannot be found locally (or downloaded when online).
+        MissingWeightsError: if the weights or tokenizer cannot be found locally (or downloaded when online).
         ImportError: if transformers (or, with caption cleaning, ftfy / beautifulsoup4) is not installed.
     """
     name = os.fspath(name_or_path)
     from ptdit.encoders.words import is_word_encoder_folder, load_word_encoder
 
-    if is_word_encoder_folder(os.path.expanduser(name)):  # the built-in word encoder (no transformers needed)
-        return load_word_encoder(os.path.expanduser(name), max_length=max_length, device=device)
-    if not os.path.isdir(os.path.expanduser(name)):
+    folder = Path(name).expanduser()
+    if is_word_encoder_folder(folder):  # the built-in word encoder (no transformers needed)
+        return load_word_encoder(folder, max_length=max_length, device=device)
+    if not folder.is_dir():
         name = TEXT_ENCODER_ALIASES.get(name, name)
+    elif subfolder is None and tokenizer_subfolder is None and _is_pipeline_folder(folder):
+        subfolder, tokenizer_subfolder = _PIPELINE_ENCODER_SUBFOLDER, _PIPELINE_TOKENIZER_SUBFOLDER
+    if folder.is_dir() and subfolder and not (folder / subfolder).is_dir():
+        raise _local_folder_error(name, [f"the encoder folder {str(folder / subfolder)!r}"])
     resolved = resolve_model(name, what="text encoder", subfolder=subfolder)
     kind, class_name = _detect(resolved.config, kind, name)
+    if folder.is_dir():
+        _check_local_files(folder, name, subfolder, tokenizer_subfolder)
     if clean_captions is None:
         clean_captions = kind == "t5"
     if clean_captions:
@@ -288,3 +359,25 @@ def load_text_encoder(
             f"max_length={max_length} exceeds the CLIP position limit {model.config.max_position_embeddings}"
         )
     return TextEncoder(tokenizer, model, kind=kind, max_length=max_length, clean_captions=clean_captions)
+
+
+def load_released_text_encoder(
+    name_or_path: str | os.PathLike[str],
+    *,
+    max_length: int = RELEASED_TEXT_MAX_LENGTH,
+    device: torch.device | str = "cpu",
+) -> TextEncoder:
+    """The text path of the released Qihoo-T2X pipeline: T5 in float32, 200 tokens, reference cleaning.
+
+    Args:
+        name_or_path: a local folder holding the release's T5 (`text_encoder/` + `tokenizer/` of
+            alibaba-pai/EasyAnimateV2-XL-2-512x512, or one folder with both).
+        max_length: tokens per prompt; the release uses 200.
+        device: device for the encoder.
+
+    Returns:
+        The text encoder; `encode(prompts)` cleans, `encode([""], negative=True)` gives the negative prompt.
+    """
+    return load_text_encoder(
+        name_or_path, kind="t5", max_length=max_length, clean_captions=True, device=device, dtype=torch.float32
+    )
