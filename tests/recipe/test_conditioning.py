@@ -14,7 +14,7 @@ class _Encoder:
 
     dim = 2
 
-    def encode(self, prompts):
+    def encode(self, prompts, negative=False):
         emb = torch.stack([torch.full((3, 2), float(len(p))) for p in prompts])
         mask = torch.stack([torch.tensor([1, int(len(p) > 0), 0]) for p in prompts])
         return emb, mask

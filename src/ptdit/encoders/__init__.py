@@ -5,7 +5,9 @@ diffusers only inside the loaders (they come with the `[hub]` extra). `models/` 
 
 Main entry points:
 
-* `load_text_encoder(name_or_path, ...) -> TextEncoder`, with `TextEncoder.encode(prompts) -> (emb, mask)`.
+* `load_text_encoder(name_or_path, ...) -> TextEncoder`, with `TextEncoder.encode(prompts) -> (emb, mask)`;
+  `load_released_text_encoder(folder)` for the released pipeline's T5 (200 tokens, fp32, caption cleaning).
+* `clean_caption(text)` / `normalize_negative_prompt(text)`: the reference's text preprocessing.
 * `load_vae(name_or_path, ...) -> VAE`, with `VAE.encode(pixels)` / `VAE.decode(latents)` on `B C F H W`.
 * `MissingWeightsError`: raised fast, with a one-line fix, when weights are not available offline.
 """
@@ -18,7 +20,13 @@ from typing import TYPE_CHECKING, Any
 from ptdit.encoders.hub import MissingWeightsError
 
 if TYPE_CHECKING:
-    from ptdit.encoders.text import TextEncoder, clean_caption, load_text_encoder
+    from ptdit.encoders.text import (
+        TextEncoder,
+        clean_caption,
+        load_released_text_encoder,
+        load_text_encoder,
+        normalize_negative_prompt,
+    )
     from ptdit.encoders.vae import VAE, IdentityVAE, ImageVAE, VideoVAE, load_vae
     from ptdit.encoders.words import WordTextEncoder, load_word_encoder
 
@@ -31,15 +39,19 @@ __all__ = [
     "VideoVAE",
     "WordTextEncoder",
     "clean_caption",
+    "load_released_text_encoder",
     "load_text_encoder",
     "load_vae",
     "load_word_encoder",
+    "normalize_negative_prompt",
 ]
 
 _LAZY = {
     "TextEncoder": "text",
     "clean_caption": "text",
     "load_text_encoder": "text",
+    "load_released_text_encoder": "text",
+    "normalize_negative_prompt": "text",
     "VAE": "vae",
     "IdentityVAE": "vae",
     "ImageVAE": "vae",

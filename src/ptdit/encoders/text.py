@@ -1,37 +1,47 @@
 """Text encoders: token-level caption features and their mask for the text cross-attention.
 
-PT-DiT conditions on T5 encoder features (docs/inference.md#text-encoding): captions are cleaned and lower-cased,
-tokenized with padding to `max_length` (120 for training, 200 for the released weights) and truncation, and the
-attention mask is used both inside T5 and as the cross-attention key mask. The negative prompt "" becomes
-the EOS token plus padding. A CLIP text encoder (token-level `last_hidden_state`, 77 tokens) is offered
-through the same interface for small experiments.
+PT-DiT conditions on T5 encoder features (docs/inference.md#text-encoding). The released pipeline cleans each prompt
+with the PixArt/DeepFloyd caption cleaner (twice; `clean_caption`, see `ptdit.encoders.cleaning`), only
+lower-cases and strips the negative prompt (`normalize_negative_prompt`), tokenizes with padding to
+`max_length` (120 for training, 200 for the released weights) and truncation, and runs T5 in float32 with the
+attention mask, which is also the cross-attention key mask. The negative prompt "" becomes the EOS token plus
+padding. Its tokenizer and encoder are the `tokenizer/` and `text_encoder/` folders of
+alibaba-pai/EasyAnimateV2-XL-2-512x512; `load_text_encoder` accepts such a pipeline folder directly, and
+`load_released_text_encoder` applies the released settings. A CLIP text encoder (token-level
+`last_hidden_state`, 77 tokens) is offered through the same interface for small experiments.
 
-transformers is imported lazily inside the loaders (the `[hub]` extra).
+transformers (and ftfy / beautifulsoup4 for caption cleaning) come with the `[hub]` extra and are imported
+lazily.
 
 Shape legend: B batch (prompts), S text tokens (= max_length), C text-encoder width.
 """
 
 from __future__ import annotations
 
-import html
+import json
 import os
-import re
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ptdit.encoders.hub import missing_weights_error, resolve_model
+from ptdit.encoders.cleaning import clean_caption, normalize_negative_prompt, require_cleaning_dependencies
+from ptdit.encoders.hub import MissingWeightsError, missing_weights_error, resolve_model
 from ptdit.optional import require
 
 __all__ = [
+    "RELEASED_TEXT_ENCODER_REPO",
+    "RELEASED_TEXT_MAX_LENGTH",
     "TEXT_ENCODER_ALIASES",
     "TEXT_ENCODER_KINDS",
     "TextEncoder",
     "clean_caption",
+    "load_released_text_encoder",
     "load_text_encoder",
+    "normalize_negative_prompt",
 ]
 
 # Hub ids behind short names. Only used when the name is not a local folder.
@@ -54,33 +64,17 @@ _MODEL_TYPES: dict[str, tuple[str, str]] = {
 TEXT_ENCODER_KINDS = ("t5", "clip")
 _DEFAULT_MAX_LENGTH = {"t5": 120, "clip": 77}
 _DEFAULT_ENCODER_CLASS = {"t5": "T5EncoderModel", "clip": "CLIPTextModel"}
+RELEASED_TEXT_MAX_LENGTH = 200  # T5 tokens of the released Qihoo-T2X pipeline (`model_max_length`)
+RELEASED_TEXT_ENCODER_REPO = "alibaba-pai/EasyAnimateV2-XL-2-512x512"  # its text_encoder/ and tokenizer/
 
-# ------------------------------------------------------------------------------------------------------
-# Caption cleaning
-# ------------------------------------------------------------------------------------------------------
-
-_URL_RE = re.compile(r"\b(?:https?://|www\.)\S+", flags=re.IGNORECASE)
-_HTML_TAG_RE = re.compile(r"<[^<>]{0,200}>")
-
-
-def clean_caption(text: str) -> str:
-    """Light PixArt/DeepFloyd-style caption cleaning, then lower-casing.
-
-    A deliberately small subset of the reference's `clean_caption` (which also needs ftfy and bs4):
-    HTML entities are unescaped, URLs and HTML tags removed, whitespace collapsed, and the text
-    lower-cased. Plain captions only change case.
-
-    Args:
-        text: a raw caption.
-
-    Returns:
-        The cleaned caption.
-    """
-    text = html.unescape(text)
-    text = _URL_RE.sub(" ", text)
-    text = _HTML_TAG_RE.sub(" ", text)
-    return " ".join(text.split()).lower()
-
+# A diffusers-style pipeline folder (EasyAnimateV2-XL-2-512x512, the release's `pretrain_models/`) keeps the
+# encoder and its tokenizer in these two subfolders.
+_PIPELINE_ENCODER_SUBFOLDER = "text_encoder"
+_PIPELINE_TOKENIZER_SUBFOLDER = "tokenizer"
+# Files that carry a tokenizer's vocabulary; one of them must exist (transformers 5 otherwise builds an
+# empty T5 tokenizer that maps every word to <unk>, silently).
+_TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "vocab.json", "vocab.txt", "tokenizer.model")
+_VOCABULARY_FREE_TOKENIZERS = ("ByT5Tokenizer",)  # byte-level: tokenizer_config.json is enough
 
 # ------------------------------------------------------------------------------------------------------
 # Encoder
@@ -93,7 +87,8 @@ class TextEncoder:
     Attributes:
         kind: "t5" or "clip".
         max_length: number of tokens S every prompt is padded or truncated to.
-        clean_captions: whether prompts go through `clean_caption` before tokenization.
+        clean_captions: whether prompts get the reference's text preprocessing before tokenization
+            (`clean_caption`; negative prompts only `normalize_negative_prompt`).
         tokenizer: the transformers tokenizer.
         model: the transformers encoder (eval mode, no gradients).
     """
@@ -138,8 +133,17 @@ class TextEncoder:
         self.model.to(device=device, dtype=dtype)
         return self
 
-    def preprocess(self, prompts: Sequence[str]) -> list[str]:
-        """Validate prompts and apply caption cleaning when enabled."""
+    def preprocess(self, prompts: Sequence[str], *, negative: bool = False) -> list[str]:
+        """Validate prompts and, when enabled, apply the reference's preprocessing.
+
+        Args:
+            prompts: B captions.
+            negative: the prompts are negative (unconditional) prompts: lower-cased and stripped instead of
+                cleaned, as the reference pipeline treats them.
+
+        Returns:
+            The B strings fed to the tokenizer.
+        """
         if isinstance(prompts, str) or not isinstance(prompts, Sequence):
             raise TypeError(f"prompts must be a list of strings, got {type(prompts).__name__}: {prompts!r:.80}")
         bad = [p for p in prompts if not isinstance(p, str)]
@@ -147,7 +151,9 @@ class TextEncoder:
             raise TypeError(f"every prompt must be a str, got {[type(p).__name__ for p in bad]}")
         if len(prompts) == 0:
             raise ValueError("prompts is empty; pass at least one prompt (use '' for the unconditional one)")
-        return [clean_caption(p) for p in prompts] if self.clean_captions else list(prompts)
+        if not self.clean_captions:
+            return list(prompts)
+        return [normalize_negative_prompt(p) if negative else clean_caption(p) for p in prompts]
 
     def tokenize(self, prompts: Sequence[str]) -> tuple[Tensor, Tensor]:
         """Tokenize with padding to `max_length` and truncation (warning once about dropped tokens).
@@ -177,18 +183,19 @@ class TextEncoder:
         )
         return batch["input_ids"].long(), batch["attention_mask"].long()
 
-    def encode(self, prompts: Sequence[str]) -> tuple[Tensor, Tensor]:
+    def encode(self, prompts: Sequence[str], *, negative: bool = False) -> tuple[Tensor, Tensor]:
         """Encode captions into token features.
 
         Args:
             prompts: B captions; "" gives the unconditional (negative) embedding: EOS plus padding.
+            negative: encode negative prompts (see `preprocess`); the empty prompt is the same either way.
 
         Returns:
             `(embeddings, mask)`: embeddings (B, S, C) float32 (padding positions hold the encoder's output
             for pad tokens; use the mask), mask (B, S) long, 1 = real token, 0 = padding. Both on the
             encoder's device.
         """
-        input_ids, mask = self.tokenize(self.preprocess(prompts))
+        input_ids, mask = self.tokenize(self.preprocess(prompts, negative=negative))
         device = self.device
         input_ids, mask = input_ids.to(device), mask.to(device)
         # no_grad, not inference_mode: the features may later be saved for backward by the trained model.
@@ -228,6 +235,49 @@ def _detect(config: dict[str, Any], kind: str | None, name: str) -> tuple[str, s
     return detected
 
 
+def _is_pipeline_folder(folder: Path) -> bool:
+    """A pipeline folder (text_encoder/ + tokenizer/, as EasyAnimateV2 ships them) without a root config."""
+    return not (folder / "config.json").is_file() and any(
+        (folder / sub).is_dir() for sub in (_PIPELINE_ENCODER_SUBFOLDER, _PIPELINE_TOKENIZER_SUBFOLDER)
+    )
+
+
+def _has_tokenizer_files(folder: Path) -> bool:
+    if any((folder / file).is_file() for file in _TOKENIZER_FILES):
+        return True
+    config = folder / "tokenizer_config.json"
+    if not config.is_file():
+        return False
+    with config.open(encoding="utf-8") as handle:
+        return json.load(handle).get("tokenizer_class") in _VOCABULARY_FREE_TOKENIZERS
+
+
+def _local_folder_error(name: str, missing: list[str]) -> MissingWeightsError:
+    """One line: what a local encoder folder lacks and how to supply it."""
+    return MissingWeightsError(
+        f"cannot load text encoder {name!r}: missing {'; '.join(missing)}. Pass a folder holding the encoder "
+        "(config.json + weights) and its tokenizer files, or a pipeline folder with text_encoder/ and tokenizer/ "
+        "(or set subfolder / tokenizer_subfolder); the release's is fetched on a machine with internet access by "
+        f"`hf download {RELEASED_TEXT_ENCODER_REPO} --include 'text_encoder/*' --include 'tokenizer/*' "
+        "--local-dir DIR`, then pass DIR"
+    )
+
+
+def _check_local_files(folder: Path, name: str, subfolder: str | None, tokenizer_subfolder: str | None) -> None:
+    """Raise MissingWeightsError naming every missing piece (weights, tokenizer folder or files)."""
+    model_dir = folder / subfolder if subfolder else folder
+    tokenizer_dir = folder / tokenizer_subfolder if tokenizer_subfolder else model_dir
+    missing = []
+    if not any(next(model_dir.glob(pattern), None) for pattern in ("*.safetensors", "*.bin")):
+        missing.append(f"model weights (model.safetensors or pytorch_model.bin) in {str(model_dir)!r}")
+    if not tokenizer_dir.is_dir():
+        missing.append(f"the tokenizer folder {str(tokenizer_dir)!r}")
+    elif not _has_tokenizer_files(tokenizer_dir):
+        missing.append(f"tokenizer files (one of {', '.join(_TOKENIZER_FILES)}) in {str(tokenizer_dir)!r}")
+    if missing:
+        raise _local_folder_error(name, missing)
+
+
 def load_text_encoder(
     name_or_path: str | os.PathLike[str],
     *,
@@ -242,14 +292,18 @@ def load_text_encoder(
     """Load a T5 or CLIP text encoder and its tokenizer from a local folder or a hub id.
 
     The kind is read from the `model_type` of the model's config.json unless given. Local folders are
-    used first; hub ids are looked up in the local cache only when `HF_HUB_OFFLINE` is set.
+    used first; hub ids are looked up in the local cache only when `HF_HUB_OFFLINE` is set. A local folder
+    without a config.json of its own but with `text_encoder/` and `tokenizer/` subfolders (a pipeline
+    folder such as EasyAnimateV2-XL-2-512x512, the release's text encoder) is read from those. A local
+    folder is checked for its weights and tokenizer files before anything is loaded.
 
     Args:
         name_or_path: a local folder, a hub id, or an alias from `TEXT_ENCODER_ALIASES`.
         kind: "t5" or "clip"; None detects it.
         max_length: tokens per prompt; None gives 120 for T5 (paper; use 200 for the released weights)
             and the position limit (77) for CLIP.
-        clean_captions: apply `clean_caption`; None means on for T5 (reference) and off for CLIP.
+        clean_captions: apply the reference's text preprocessing (`clean_caption`, which needs ftfy and
+            beautifulsoup4); None means on for T5 (reference) and off for CLIP.
         device: device for the encoder.
         dtype: weight dtype (T5 is run in float32 by the reference; bf16 / fp16 T5 can overflow).
         subfolder: folder of the model inside `name_or_path` (e.g. "text_encoder" in a pipeline repo).
@@ -259,20 +313,47 @@ def load_text_encoder(
         The text encoder in eval mode.
 
     Raises:
-        MissingWeightsError: if the weights cannot be found locally (or downloaded when online).
-        ImportError: if transformers is not installed.
+        MissingWeightsError: if the weights or tokenizer cannot be found locally (or downloaded when online).
+        ImportError: if transformers (or, with caption cleaning, ftfy / beautifulsoup4) is not installed.
     """
     name = os.fspath(name_or_path)
     from ptdit.encoders.words import is_word_encoder_folder, load_word_encoder
 
-    if is_word_encoder_folder(os.path.expanduser(name)):  # the built-in word encoder (no transformers needed)
-        return load_word_encoder(os.path.expanduser(name), max_length=max_length, device=device)
-    if not os.path.isdir(os.path.expanduser(name)):
+    folder = Path(name).expanduser()
+    if is_word_encoder_folder(folder):  # the built-in word encoder (no transformers needed)
+        return load_word_encoder(folder, max_length=max_length, device=device)
+    if not folder.is_dir():
         name = TEXT_ENCODER_ALIASES.get(name, name)
+    elif subfolder is None and tokenizer_subfolder is None and _is_pipeline_folder(folder):
+        subfolder, tokenizer_subfolder = _PIPELINE_ENCODER_SUBFOLDER, _PIPELINE_TOKENIZER_SUBFOLDER
+    if folder.is_dir() and subfolder and not (folder / subfolder).is_dir():
+        raise _local_folder_error(name, [f"the encoder folder {str(folder / subfolder)!r}"])
     resolved = resolve_model(name, what="text encoder", subfolder=subfolder)
     kind, class_name = _detect(resolved.config, kind, name)
-    transformers = require("transformers", "hub")
+    if folder.is_dir():
+        _check_local_files(folder, name, subfolder, tokenizer_subfolder)
+    if clean_captions is None:
+        clean_captions = kind == "t5"
+    if clean_captions:
+        require_cleaning_dependencies()  # fail before loading the weights, not at the first prompt
+    return _load_with_transformers(
+        resolved, kind, class_name, tokenizer_subfolder, max_length, clean_captions, device=device, dtype=dtype
+    )
 
+
+def _load_with_transformers(
+    resolved: Any,
+    kind: str,
+    class_name: str,
+    tokenizer_subfolder: str | None,
+    max_length: int | None,
+    clean_captions: bool,
+    *,
+    device: torch.device | str,
+    dtype: torch.dtype,
+) -> TextEncoder:
+    """Tokenizer and encoder of a resolved source through transformers; see `load_text_encoder`."""
+    transformers = require("transformers", "hub")
     kwargs = resolved.from_pretrained_kwargs()
     tok_kwargs = dict(kwargs)
     if tokenizer_subfolder is not None:
@@ -294,6 +375,26 @@ def load_text_encoder(
         raise ValueError(
             f"max_length={max_length} exceeds the CLIP position limit {model.config.max_position_embeddings}"
         )
-    if clean_captions is None:
-        clean_captions = kind == "t5"
     return TextEncoder(tokenizer, model, kind=kind, max_length=max_length, clean_captions=clean_captions)
+
+
+def load_released_text_encoder(
+    name_or_path: str | os.PathLike[str],
+    *,
+    max_length: int = RELEASED_TEXT_MAX_LENGTH,
+    device: torch.device | str = "cpu",
+) -> TextEncoder:
+    """The text path of the released Qihoo-T2X pipeline: T5 in float32, 200 tokens, reference cleaning.
+
+    Args:
+        name_or_path: a local folder holding the release's T5 (`text_encoder/` + `tokenizer/` of
+            alibaba-pai/EasyAnimateV2-XL-2-512x512, or one folder with both).
+        max_length: tokens per prompt; the release uses 200.
+        device: device for the encoder.
+
+    Returns:
+        The text encoder; `encode(prompts)` cleans, `encode([""], negative=True)` gives the negative prompt.
+    """
+    return load_text_encoder(
+        name_or_path, kind="t5", max_length=max_length, clean_captions=True, device=device, dtype=torch.float32
+    )

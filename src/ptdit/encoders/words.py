@@ -105,8 +105,11 @@ class WordTextEncoder:
             )
         return ids, (ids != 0).long()
 
-    def encode(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns (B, S, C) float32 features (zero at padding) and the (B, S) long mask."""
+    def encode(self, prompts: Sequence[str], *, negative: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (B, S, C) float32 features (zero at padding) and the (B, S) long mask.
+
+        `negative` is accepted for interface parity with `TextEncoder.encode`; words are lower-cased either way.
+        """
         ids, mask = self.tokenize(prompts)
         ids, mask = ids.to(self.device), mask.to(self.device)
         emb = self.embeddings[ids] + self.positions[None] * mask[..., None]

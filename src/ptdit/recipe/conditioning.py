@@ -53,7 +53,9 @@ class TextConditioning:
         return {"context": emb_BSE.to(device), "context_mask": mask_BS.to(device)}
 
     def null(self, device: torch.device | str, negative_prompt: str = "") -> Cond:
-        return self.encode([negative_prompt], device)
+        # The reference only lower-cases and strips the negative prompt; it is not caption-cleaned.
+        emb_BSE, mask_BS = self.text_encoder.encode([negative_prompt], negative=True)
+        return {"context": emb_BSE.to(device), "context_mask": mask_BS.to(device)}
 
     def drop(self, cond: Cond, drop_B: torch.Tensor, null: Cond) -> Cond:
         drop_B = drop_B.to(cond["context"].device)
