@@ -6,7 +6,8 @@ diffusers only inside the loaders (they come with the `[hub]` extra). `models/` 
 Main entry points:
 
 * `load_text_encoder(name_or_path, ...) -> TextEncoder`, with `TextEncoder.encode(prompts) -> (emb, mask)`.
-* `load_vae(name_or_path, ...) -> VAE`, with `VAE.encode(pixels)` / `VAE.decode(latents)` on `B C F H W`.
+* `load_vae(name_or_path, ...) -> VAE`, with `VAE.encode(pixels)` / `VAE.decode(latents)` on `B C F H W`;
+  `CausalVAE` / `load_causalvae` are the native Open-Sora-Plan v1.2 CausalVAE (`encoders/causalvae/`).
 * `MissingWeightsError`: raised fast, with a one-line fix, when weights are not available offline.
 """
 
@@ -18,12 +19,14 @@ from typing import TYPE_CHECKING, Any
 from ptdit.encoders.errors import MissingWeightsError
 
 if TYPE_CHECKING:
+    from ptdit.encoders.causalvae import CausalVAE, load_causalvae
     from ptdit.encoders.text import TextEncoder, clean_caption, load_text_encoder
     from ptdit.encoders.vae import VAE, IdentityVAE, ImageVAE, VideoVAE, load_vae
     from ptdit.encoders.words import WordTextEncoder, load_word_encoder
 
 __all__ = [
     "VAE",
+    "CausalVAE",
     "IdentityVAE",
     "ImageVAE",
     "MissingWeightsError",
@@ -31,12 +34,15 @@ __all__ = [
     "VideoVAE",
     "WordTextEncoder",
     "clean_caption",
+    "load_causalvae",
     "load_text_encoder",
     "load_vae",
     "load_word_encoder",
 ]
 
 _LAZY = {
+    "CausalVAE": "causalvae",
+    "load_causalvae": "causalvae",
     "TextEncoder": "text",
     "clean_caption": "text",
     "load_text_encoder": "text",

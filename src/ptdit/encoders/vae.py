@@ -10,6 +10,9 @@ pixels in [-1, 1] and latents already normalised for the diffusion model:
 * `VideoVAE`: a diffusers `AutoencoderKLWan` (causal 3D VAE, 8x spatial and 4x temporal compression as
   SPEC section 5 assumes); latents = (z - latents_mean) / latents_std per channel when the config has
   them, identity otherwise. Frames follow the causal rule F' = 1 + (F - 1) / 4.
+* `CausalVAE` (`ptdit.encoders.causalvae`): the Open-Sora-Plan v1.2 CausalVAE of the released Qihoo-T2X
+  pipeline, native (no diffusers); latents = posterior mean * 0.18215, frames F' = 1 + (F - 1) / 4, tiled
+  decoding as the reference. Chosen when config.json has `_class_name` "CausalVAEModel".
 
 diffusers is imported lazily inside `load_vae` (the `[hub]` extra).
 
@@ -26,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ptdit.encoders.errors import missing_weights_error, require, resolve_model
+from ptdit.encoders.errors import ResolvedModel, missing_weights_error, require, resolve_model
 
 __all__ = [
     "VAE",
@@ -42,6 +45,7 @@ VAE_ALIASES: dict[str, tuple[str, str | None]] = {
     "sd-vae-ema": ("stabilityai/sd-vae-ft-ema", None),
     "sd-vae-mse": ("stabilityai/sd-vae-ft-mse", None),
     "wan2.1": ("Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "vae"),
+    "opensora-plan-v1.2": ("LanguageBind/Open-Sora-Plan-v1.2.0", "vae"),  # the released Qihoo-T2X VAE
 }
 _IMAGE_CLASSES = ("AutoencoderKL",)
 _VIDEO_CLASSES = ("AutoencoderKLWan",)
@@ -362,11 +366,15 @@ def load_vae(
         name, alias_subfolder = VAE_ALIASES[name]
         subfolder = subfolder if subfolder is not None else alias_subfolder
     resolved = resolve_model(name, what="VAE", subfolder=subfolder)
+    from ptdit.encoders.causalvae.config import CAUSALVAE_CLASS_NAMES, is_causalvae_config
+
+    if is_causalvae_config(resolved.config):
+        return _load_causalvae(resolved, device=device, dtype=dtype)
     class_name = resolved.config.get("_class_name")
     if class_name not in _IMAGE_CLASSES + _VIDEO_CLASSES:
         raise ValueError(
             f"{name!r} is a {class_name!r} (config.json _class_name); supported VAEs: "
-            f"{list(_IMAGE_CLASSES + _VIDEO_CLASSES)} or 'identity'"
+            f"{list(_IMAGE_CLASSES + _VIDEO_CLASSES + CAUSALVAE_CLASS_NAMES)} or 'identity'"
         )
     diffusers = require("diffusers", "hub")
     kwargs = resolved.from_pretrained_kwargs()
@@ -380,3 +388,22 @@ def load_vae(
     model.to(device=device)
     vae: VAE = ImageVAE(model, frame_chunk=frame_chunk) if class_name in _IMAGE_CLASSES else VideoVAE(model)
     return vae.to(device)
+
+
+def _load_causalvae(resolved: ResolvedModel, *, device: torch.device | str, dtype: torch.dtype) -> VAE:
+    """The native CausalVAE from a local folder, or from the hub snapshot (cache only when offline)."""
+    from ptdit.encoders.causalvae.adapter import load_causalvae
+
+    if os.path.isdir(os.path.expanduser(resolved.source)):
+        folder = os.path.join(os.path.expanduser(resolved.source), resolved.subfolder or "")
+    else:
+        hub = require("huggingface_hub", "hub")
+        pattern = f"{resolved.subfolder}/*" if resolved.subfolder else None
+        try:
+            root = hub.snapshot_download(
+                resolved.source, allow_patterns=pattern, local_files_only=resolved.local_files_only
+            )
+        except Exception as exc:  # offline cache misses and HTTP errors differ between huggingface_hub versions
+            raise missing_weights_error(resolved, "VAE", exc) from exc
+        folder = os.path.join(root, resolved.subfolder or "")
+    return load_causalvae(folder, dtype=dtype, device=device)
