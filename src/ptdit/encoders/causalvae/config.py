@@ -20,9 +20,11 @@ from typing import Any
 
 __all__ = ["CAUSALVAE_CLASS_NAMES", "CausalVAEConfig", "is_causalvae_config"]
 
-# Layer names the reference accepts and that run there. Temporal-only resamplers ("TimeDownsample2x",
-# "TimeDownsampleRes2x", "TimeUpsampleRes2x") are left out on purpose: in the reference they either need
-# torch_npu or crash on a shape mismatch, so no released or reference-built model can contain them.
+# Layer names the reference accepts and that run there. The temporal resamplers "TimeDownsample2x",
+# "TimeDownsampleRes2x" and "TimeUpsampleRes2x" are left out on purpose: in the reference they need torch_npu,
+# read attributes they never set or crash on a shape mismatch, so no working model contains them.
+# "TimeUpsample2x" (no parameters) is kept with Open-Sora-Plan v1.2's behaviour; MindSpeed-MM's port cannot
+# construct it (its __init__ takes no channel arguments), so only Open-Sora-Plan configs can use it.
 CONVS = ("Conv2d", "CausalConv3d")
 RESNETS = ("ResnetBlock2D", "ResnetBlock3D")
 # "AttnBlock3D" is MindSpeed-MM's name and "AttnBlock3DFix" Open-Sora-Plan's for the same per-frame attention

@@ -42,12 +42,13 @@ class _Level(nn.Module):
         self.block = nn.ModuleList()
         self.attn = nn.ModuleList()
 
-    def blocks(self, h: Tensor) -> Tensor:
+    def blocks(self, h_BCFHW: Tensor) -> Tensor:
+        """(B, C, F, H, W) -> (B, C', F, H, W) through the residual blocks (and attention) of the level."""
         for i, block in enumerate(self.block):
-            h = block(h)
+            h_BCFHW = block(h_BCFHW)
             if len(self.attn) > 0:
-                h = self.attn[i](h)
-        return h
+                h_BCFHW = self.attn[i](h_BCFHW)
+        return h_BCFHW
 
 
 class _Mid(nn.Module):
@@ -59,8 +60,9 @@ class _Mid(nn.Module):
         self.attn_1 = make_attention(attention, channels)
         self.block_2 = make_resnet(resnet, channels, channels, config.dropout)
 
-    def forward(self, h: Tensor) -> Tensor:
-        return self.block_2(self.attn_1(self.block_1(h)))
+    def forward(self, h_BCFHW: Tensor) -> Tensor:
+        """(B, C, F, H, W) -> (B, C, F, H, W)."""
+        return self.block_2(self.attn_1(self.block_1(h_BCFHW)))
 
 
 class Encoder(nn.Module):
@@ -91,15 +93,15 @@ class Encoder(nn.Module):
 
     def forward(self, x_BCFHW: Tensor) -> Tensor:
         """(B, 3, F, H, W) -> (B, 2 z_channels, F', H / s, W / s)."""
-        h = self.conv_in(x_BCFHW)
+        h_BCFHW = self.conv_in(x_BCFHW)
         for i, level in enumerate(self.down):
-            h = level.blocks(h)
+            h_BCFHW = level.blocks(h_BCFHW)
             # The reference feeds the mid stage the last level's block output, so a downsampler on the last
             # level would be built (its weights are in the state dict) but not used; we do the same.
             if hasattr(level, "downsample") and i < len(self.down) - 1:
-                h = level.downsample(h)
-        h = self.mid(h)
-        return self.conv_out(F.silu(self.norm_out(h)))
+                h_BCFHW = level.downsample(h_BCFHW)  # (B, C, F', H / 2, W / 2)
+        h_BCFHW = self.mid(h_BCFHW)
+        return self.conv_out(F.silu(self.norm_out(h_BCFHW)))
 
 
 class Decoder(nn.Module):
@@ -135,14 +137,14 @@ class Decoder(nn.Module):
 
     def forward(self, z_BCFYX: Tensor) -> Tensor:
         """(B, z_channels, F', Y, X) -> (B, 3, F, H, W)."""
-        h = self.mid(self.conv_in(z_BCFYX))
+        h_BCFHW = self.mid(self.conv_in(z_BCFYX))  # (B, C, F', Y, X)
         for level in reversed(self.up):
-            h = level.blocks(h)
+            h_BCFHW = level.blocks(h_BCFHW)
             if hasattr(level, "upsample"):
-                h = level.upsample(h)
+                h_BCFHW = level.upsample(h_BCFHW)  # 2x rows and cols (and frames after the first, if 3D)
             if hasattr(level, "time_upsample"):
-                h = level.time_upsample(h)
-        return self.conv_out(F.silu(self.norm_out(h)))
+                h_BCFHW = level.time_upsample(h_BCFHW)
+        return self.conv_out(F.silu(self.norm_out(h_BCFHW)))
 
 
 def posterior_mean_logvar(moments: Tensor) -> tuple[Tensor, Tensor]:
