@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ptdit.encoders import load_vae
+from ptdit.encoders import MissingWeightsError, load_vae
 from ptdit.encoders.causalvae import (
     LATENT_SCALE,
     CausalVAE,
@@ -292,6 +293,14 @@ def test_loading_refuses_pickled_objects_and_names_mismatches(tiny, tmp_path: Pa
     assert "\n" not in message
     for part in ("1 missing [quant_conv.conv.bias]", "1 unexpected [extra.weight]", "(7,) vs (32,)"):
         assert part in message
+
+
+def test_released_alias_offline_is_a_missing_weights_error(monkeypatch, tmp_path: Path) -> None:
+    constants = pytest.importorskip("huggingface_hub.constants")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))  # an empty cache, even where it is downloaded
+    with pytest.raises(MissingWeightsError, match=re.escape("LanguageBind/Open-Sora-Plan-v1.2.0")):
+        load_vae("opensora-plan-v1.2")
 
 
 def test_bf16_weights_load_directly(tiny, tiny_folder, monkeypatch) -> None:

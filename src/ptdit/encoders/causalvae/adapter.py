@@ -44,7 +44,7 @@ class CausalVAE(VAE):
     def __init__(self, model: CausalVAEModel) -> None:
         super().__init__()
         self.model = model.eval().requires_grad_(False)
-        self.latent_channels = model.config.embed_dim
+        self.latent_channels = model.config.latent_channels
         self.spatial_factor = model.config.spatial_factor
         self.temporal_factor = model.config.temporal_factor
 

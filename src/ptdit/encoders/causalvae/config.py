@@ -186,6 +186,11 @@ class CausalVAEConfig:
         return 2 ** (time_2x + sum(bool(u) for u in self.decoder_temporal_upsample))
 
     @property
+    def latent_channels(self) -> int:
+        """Channels of the latents the decoder takes: `embed_dim` after the quant convs, else `z_channels`."""
+        return self.embed_dim if self.use_quant_layer else self.z_channels
+
+    @property
     def tile_latent_min_size(self) -> int:
         """Latent tile side. Derived exactly as the reference does, from the number of levels rather than the
         number of downsamplers, and never read from the config (its `tile_latent_min_size` key is ignored)."""

@@ -188,7 +188,7 @@ class CausalVAEModel(nn.Module):
         return self.decoder(z)
 
     def encode(self, x: Tensor) -> Tensor:
-        """Pixels (B, 3, F, H, W) in [-1, 1] -> moments (B, 2 embed_dim, F', H / s, W / s): mean, then logvar."""
+        """Pixels (B, 3, F, H, W) in [-1, 1] -> moments (B, 2 C, F', H / s, W / s): C mean, then C logvar channels."""
         c = self.config
         frames, height, width = x.shape[2:]
         one_tile = max(height, width) <= c.tile_sample_min_size and frames <= c.tile_sample_min_size_t
@@ -202,7 +202,7 @@ class CausalVAEModel(nn.Module):
         return tiled_over_time(encode_chunk, x, chunk=c.tile_sample_min_size_t)
 
     def decode(self, z: Tensor) -> Tensor:
-        """Unscaled latents (B, embed_dim, F', Y, X) -> pixels (B, 3, 1 + t (F' - 1), s Y, s X), unclamped."""
+        """Unscaled latents (B, C, F', Y, X) -> pixels (B, 3, 1 + t (F' - 1), s Y, s X), unclamped."""
         c = self.config
         frames, rows, cols = z.shape[2:]
         one_tile = max(rows, cols) <= c.tile_latent_min_size and frames <= c.tile_latent_min_size_t
