@@ -9,6 +9,7 @@ Main entry points:
   `load_released_text_encoder(folder)` for the released pipeline's T5 (200 tokens, fp32, caption cleaning).
 * `clean_caption(text)` / `normalize_negative_prompt(text)`: the reference's text preprocessing.
 * `load_vae(name_or_path, ...) -> VAE`, with `VAE.encode(pixels)` / `VAE.decode(latents)` on `B C F H W`.
+* `CausalVAE` / `load_causalvae`: the native Open-Sora-Plan v1.2 CausalVAE (`encoders/causalvae/`).
 * `MissingWeightsError`: raised fast, with a one-line fix, when weights are not available offline.
 """
 
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ptdit.encoders.hub import MissingWeightsError
 
 if TYPE_CHECKING:
+    from ptdit.encoders.causalvae import CausalVAE, load_causalvae
     from ptdit.encoders.text import (
         TextEncoder,
         clean_caption,
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "VAE",
+    "CausalVAE",
     "IdentityVAE",
     "ImageVAE",
     "MissingWeightsError",
@@ -39,6 +42,7 @@ __all__ = [
     "VideoVAE",
     "WordTextEncoder",
     "clean_caption",
+    "load_causalvae",
     "load_released_text_encoder",
     "load_text_encoder",
     "load_vae",
@@ -47,6 +51,8 @@ __all__ = [
 ]
 
 _LAZY = {
+    "CausalVAE": "causalvae",
+    "load_causalvae": "causalvae",
     "TextEncoder": "text",
     "clean_caption": "text",
     "load_text_encoder": "text",

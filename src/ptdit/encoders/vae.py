@@ -11,6 +11,9 @@ pixels in [-1, 1] and latents already normalised for the diffusion model:
 * `VideoVAE`: a diffusers `AutoencoderKLWan` (causal 3D VAE, 8x spatial and 4x temporal compression as
   docs/architecture.md#video-and-multi-view assumes); latents = (z - latents_mean) / latents_std per channel when the
   config has them, identity otherwise. Frames follow the causal rule F' = 1 + (F - 1) / 4.
+* `CausalVAE` (`ptdit.encoders.causalvae`): the Open-Sora-Plan v1.2 CausalVAE of the released Qihoo-T2X
+  pipeline, native (no diffusers); latents = posterior mean * 0.18215, frames F' = 1 + (F - 1) / 4, tiled
+  decoding as the reference. Chosen when config.json has `_class_name` "CausalVAEModel".
 
 diffusers is imported lazily inside `load_vae` (the `[hub]` extra).
 
@@ -26,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ptdit.encoders.hub import missing_weights_error, resolve_model
+from ptdit.encoders.hub import ResolvedModel, missing_weights_error, resolve_model
 from ptdit.optional import available, require
 
 __all__ = [
@@ -44,6 +47,7 @@ VAE_ALIASES: dict[str, tuple[str, str | None]] = {
     "sd-vae-ema": ("stabilityai/sd-vae-ft-ema", None),
     "sd-vae-mse": ("stabilityai/sd-vae-ft-mse", None),
     "wan2.1": ("Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "vae"),
+    "opensora-plan-v1.2": ("LanguageBind/Open-Sora-Plan-v1.2.0", "vae"),  # the released Qihoo-T2X VAE
 }
 _IMAGE_CLASSES = ("AutoencoderKL",)
 _VIDEO_CLASSES = ("AutoencoderKLWan",)
@@ -59,14 +63,18 @@ def causal_latent_frames(frames: int, temporal_factor: int, *, strict: bool = Tr
             the way the reference pipeline sizes its latents (96 frames -> 24 latent frames: ceil(F / t) for an
             even F, ceil((F - 1) / t) + 1 for an odd one), which is how the paper quotes video sizes.
     """
+    t = temporal_factor
+    if strict and (frames < 1 or (frames - 1) % t):
+        below = 1 + max(frames - 1, 0) // t * t
+        nearest = f"{below}" if frames < 1 else f"{below} or {below + t}"
+        raise ValueError(
+            f"frames must be 1 + a multiple of {t} for this causal video VAE (1, {1 + t}, {1 + 2 * t}, ...), "
+            f"got {frames}; nearest valid: {nearest}"
+        )
     if frames < 1:
         raise ValueError(f"frames must be >= 1, got {frames}")
     if strict:
-        if (frames - 1) % temporal_factor:
-            raise ValueError(
-                f"frames must be 1 + a multiple of {temporal_factor} for this causal video VAE, got {frames}"
-            )
-        return 1 + (frames - 1) // temporal_factor
+        return 1 + (frames - 1) // t
     if frames % 2 == 0:
         return -(-frames // temporal_factor)
     return -(-(frames - 1) // temporal_factor) + 1
@@ -300,10 +308,6 @@ class VideoVAE(_DiffusersVAE):
         self.temporal_factor = 2 ** sum(bool(d) for d in config.temperal_downsample)
 
     def latent_frames(self, frames: int) -> int:
-        if frames < 1:
-            raise ValueError(
-                f"frames must be 1 + a multiple of {self.temporal_factor} for this causal video VAE, got {frames}"
-            )
         return causal_latent_frames(frames, self.temporal_factor)
 
     def pixel_frames(self, latent_frames: int) -> int:
@@ -388,11 +392,15 @@ def load_vae(
         name, alias_subfolder = VAE_ALIASES[name]
         subfolder = subfolder if subfolder is not None else alias_subfolder
     resolved = resolve_model(name, what="VAE", subfolder=subfolder)
+    from ptdit.encoders.causalvae.config import CAUSALVAE_CLASS_NAMES, is_causalvae_config
+
+    if is_causalvae_config(resolved.config):
+        return _load_causalvae(resolved, device=device, dtype=dtype)
     class_name = resolved.config.get("_class_name")
     if class_name not in _IMAGE_CLASSES + _VIDEO_CLASSES:
         raise ValueError(
             f"{name!r} is a {class_name!r} (config.json _class_name); supported VAEs: "
-            f"{list(_IMAGE_CLASSES + _VIDEO_CLASSES)} or 'identity'"
+            f"{list(_IMAGE_CLASSES + _VIDEO_CLASSES + CAUSALVAE_CLASS_NAMES)} or 'identity'"
         )
     diffusers = require("diffusers", "hub")
     kwargs = resolved.from_pretrained_kwargs()
@@ -406,3 +414,22 @@ def load_vae(
     model.to(device=device)
     vae: VAE = ImageVAE(model, frame_chunk=frame_chunk) if class_name in _IMAGE_CLASSES else VideoVAE(model)
     return vae.to(device)
+
+
+def _load_causalvae(resolved: ResolvedModel, *, device: torch.device | str, dtype: torch.dtype) -> VAE:
+    """The native CausalVAE from a local folder, or from the hub snapshot (cache only when offline)."""
+    from ptdit.encoders.causalvae.adapter import load_causalvae
+
+    if os.path.isdir(os.path.expanduser(resolved.source)):
+        folder = os.path.join(os.path.expanduser(resolved.source), resolved.subfolder or "")
+    else:
+        hub = require("huggingface_hub", "hub")
+        pattern = f"{resolved.subfolder}/*" if resolved.subfolder else None
+        try:
+            root = hub.snapshot_download(
+                resolved.source, allow_patterns=pattern, local_files_only=resolved.local_files_only
+            )
+        except Exception as exc:  # offline cache misses and HTTP errors differ between huggingface_hub versions
+            raise missing_weights_error(resolved, "VAE", exc) from exc
+        folder = os.path.join(root, resolved.subfolder or "")
+    return load_causalvae(folder, dtype=dtype, device=device)
