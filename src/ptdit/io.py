@@ -31,6 +31,7 @@ def atomic_directory(final_dir: str | os.PathLike[str]) -> Iterator[Path]:
     os.chmod(tmp, 0o777 & ~_current_umask())
     try:
         yield tmp
+        _usual_permissions(tmp)
         old = None
         if final.exists():
             old = final.parent / f".{final.name}.old-{os.getpid()}"
@@ -41,6 +42,16 @@ def atomic_directory(final_dir: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _usual_permissions(folder: Path) -> None:
+    """Gives private files written into `folder` (safetensors writes 0600) the umask's usual permissions. Hard
+    links are left alone: they share their mode with files outside the folder."""
+    mode = 0o666 & ~_current_umask()
+    for path in folder.rglob("*"):
+        info = path.lstat()
+        if path.is_file() and not path.is_symlink() and info.st_nlink == 1 and not info.st_mode & 0o077:
+            os.chmod(path, mode)
 
 
 def _current_umask() -> int:
@@ -63,17 +74,31 @@ def read_json(path: str | os.PathLike[str], what: str = "JSON file") -> Any:
         raise ValueError(f"{what} {path} is not valid JSON ({err}); fix or regenerate it") from None
 
 
-def load_safetensors(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """Reads a safetensors file; a missing, truncated or corrupt file gives a one-line error."""
+def load_safetensors(
+    path: str | os.PathLike[str], device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+) -> dict[str, torch.Tensor]:
+    """Reads a safetensors file; a missing, truncated or corrupt file gives a one-line error.
+
+    With `dtype`, floating tensors are converted one at a time as they are read, so a bf16 model loaded from an
+    fp32 file never holds a full fp32 copy.
+    """
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file {path} not found")
     try:
-        return load_file(str(path), device=str(device))
+        if dtype is None:
+            return load_file(str(path), device=str(device))
+        with safe_open(str(path), framework="pt", device=str(device)) as handle:
+            return {k: _as_dtype(handle.get_tensor(k), dtype) for k in handle.keys()}  # noqa: SIM118
     except Exception as err:  # safetensors raises its own error types for every kind of damage
         raise ValueError(f"weights file {path} is corrupt or truncated ({err}); re-download or re-create it") from None
+
+
+def _as_dtype(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return tensor.to(dtype) if tensor.is_floating_point() else tensor
 
 
 def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -82,3 +82,6 @@ def test_checkpoint_folders_get_the_usual_permissions(tmp_path):
     for path in (tmp_path / "folder", folder):
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode == 0o755, oct(mode)
+    for path in (tmp_path / "folder" / "x", folder / "model.safetensors", folder / "config.json"):
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == 0o644, (path.name, oct(mode))

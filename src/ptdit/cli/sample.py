@@ -39,7 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--vae", help="override the checkpoint's VAE (folder, hub id or 'identity')")
     p.add_argument("--weights", choices=("auto", "ema", "model"), default="auto", help="which weights to load")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32")
+    p.add_argument(
+        "--dtype", choices=("fp32", "bf16"), default="fp32", help="network and VAE dtype (the text encoder stays fp32)"
+    )
+    p.add_argument(
+        "--latents", help="initial noise as a .safetensors file: one (N, C, F', H', W') tensor, one row per sample"
+    )
     p.set_defaults(func=run)
 
 
@@ -87,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
     from ptdit.sampling.media import write_samples
     from ptdit.sampling.pipeline import GenerationPipeline
 
-    # 1. Validate everything before any work, so bad input leaves no files behind.
+    # 1. Validate everything before any work, so bad input leaves no files behind. Only the VAE is loaded now:
+    #    the text encoder and the network come one at a time below (a released pipeline would not fit together).
     check_args(args)
     if not sys.stderr.isatty():  # keep logs and one-line errors free of the hub libraries' loading bars
         quiet_hub_progress_bars()
@@ -95,10 +101,12 @@ def run(args: argparse.Namespace) -> int:
     dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
     weights = {"auto": None, "ema": "ema.safetensors", "model": "model.safetensors"}[args.weights]
     pipe = GenerationPipeline.from_checkpoint(
-        args.checkpoint, weights=weights, text_encoder=args.text_encoder, vae=args.vae, device=args.device, dtype=dtype
-    )
+        args.checkpoint, weights=weights, text_encoder=args.text_encoder, vae=args.vae, device=args.device,
+        dtype=dtype, load=(),
+    )  # fmt: skip
     req = pipe.request(args.height, args.width, args.frames)
     items = sample_items(pipe, args, prompts)
+    initial = read_latents(args.latents, len(items), req) if args.latents else None
     cfg = pipe.config
     settings = {
         "steps": cfg.steps if args.steps is None else args.steps,
@@ -106,8 +114,8 @@ def run(args: argparse.Namespace) -> int:
         "sampler": args.sampler or cfg.sampler,
     }
 
-    # 2. Sample in batches; sample i always uses seed + i.
-    pixels = sample_batches(pipe, args, items, req, settings)
+    # 2. Encode, denoise and decode in batches; sample i always uses seed + i.
+    pixels = sample_in_stages(pipe, args, items, req, settings, initial)
 
     # 3. Write files with their metadata.
     media = get_task(cfg.task).media if req.frames > 1 else "image"
@@ -117,9 +125,26 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_latents(path: str, count: int, req: Any) -> Any:
+    """Initial noise from a safetensors file: its only tensor (or the one named `latents`), (N, C, F', H', W')."""
+    from ptdit.io import load_safetensors
+
+    tensors = load_safetensors(path)
+    if "latents" not in tensors and len(tensors) != 1:
+        raise ValueError(f"{path} holds {sorted(tensors)}; expected one tensor, or one named 'latents'")
+    latents = tensors.get("latents", next(iter(tensors.values())))
+    expected = (count, *req.latent_shape)
+    if tuple(latents.shape) != expected:
+        raise ValueError(
+            f"--latents {path} has shape {tuple(latents.shape)}, expected {expected} (one per sample; channels, "
+            f"latent frames, height, width for {req.frames} frame(s) of {req.height}x{req.width})"
+        )
+    return latents
+
+
 def sample_items(pipe: Any, args: argparse.Namespace, prompts: list[str]) -> list[Any]:
     """One item per sample: a prompt, a class label (checked before any sampling) or None (unconditional)."""
-    task, kind = pipe.config.task, pipe.conditioner.kind
+    task, kind = pipe.config.task, pipe.kind
     if kind == "none":
         return [None] * max(len(prompts), 1)
     items: list[Any] = prompts if kind == "text" else list(args.class_label)
@@ -131,32 +156,64 @@ def sample_items(pipe: Any, args: argparse.Namespace, prompts: list[str]) -> lis
     return items
 
 
-def sample_batches(pipe: Any, args: argparse.Namespace, items: list[Any], req: Any, settings: dict[str, Any]) -> Any:
-    """(N, 3, F, H, W) pixels, sampled `--batch-size` items at a time with seeds seed + i."""
+def sample_in_stages(
+    pipe: Any, args: argparse.Namespace, items: list[Any], req: Any, settings: dict[str, Any], initial: Any
+) -> Any:
+    """(N, 3, F, H, W) pixels. The text encoder encodes every batch and is freed, then the network denoises
+    every batch and is freed, then the VAE decodes: one large component in memory at a time."""
     import torch
+
+    batches = [(start, items[start : start + args.batch_size]) for start in range(0, len(items), args.batch_size)]
+    kind = pipe.kind
+    if kind == "text":
+        announce_load("text encoder", pipe.config.text_encoder, args.text_encoder, args.checkpoint)
+        pipe.load_text_encoder()
+    conditions = [
+        pipe.conditioning(part if kind == "text" else None, part if kind == "class" else None, args.negative_prompt)
+        for _, part in _bar(batches, "encoding prompts")
+    ]
+    pipe.release("text_encoder")
+    announce_load("network", "model", None, args.checkpoint)
+    pipe.load_model()
+    latents = [
+        pipe.sample_latents(
+            conditions=cond,
+            num_samples=len(part),
+            steps=settings["steps"],
+            cfg_scale=settings["cfg"],
+            sampler=settings["sampler"],
+            seed=args.seed + start,
+            request=req,
+            progress=sys.stderr.isatty(),
+            latents=None if initial is None else initial[start : start + len(part)],
+        )
+        for (start, part), cond in zip(_bar(batches, "denoising"), conditions, strict=True)
+    ]
+    pipe.release("model")
+    return torch.cat([pipe.decode(z, req) for z in _bar(latents, "decoding")])
+
+
+def _bar(items: list[Any], desc: str) -> Any:
+    """A progress bar with ETA over batches (silent for one batch, or when stderr is not a terminal)."""
     from tqdm.auto import tqdm
 
-    kind = pipe.conditioner.kind
-    chunks = []
-    batches = range(0, len(items), args.batch_size)
-    for start in tqdm(batches, desc="batches", unit="batch", disable=len(batches) == 1 or not sys.stderr.isatty()):
-        part = items[start : start + args.batch_size]
-        chunks.append(
-            pipe(
-                part if kind == "text" else None,
-                class_labels=part if kind == "class" else None,
-                negative_prompt=args.negative_prompt,
-                steps=settings["steps"],
-                cfg_scale=settings["cfg"],
-                sampler=settings["sampler"],
-                seed=args.seed + start,
-                height=req.height,
-                width=req.width,
-                frames=req.frames,
-                progress=sys.stderr.isatty(),
-            )
-        )
-    return torch.cat(chunks)
+    return tqdm(items, desc=desc, unit="batch", disable=len(items) == 1 or not sys.stderr.isatty())
+
+
+def announce_load(what: str, name: str | None, override: str | None, checkpoint: str) -> None:
+    """One line before a large load: what is loaded from where, and how big it is on disk."""
+    from ptdit.models.registry import resolve_checkpoint
+
+    folder = resolve_checkpoint(checkpoint)
+    source = Path(override) if override else folder / (name or "")
+    if not source.exists():
+        return
+    files = [source] if source.is_file() else [p for p in source.rglob("*") if p.is_file()]
+    if what == "network":
+        files = [p for p in folder.glob("*.safetensors")]
+    size = sum(p.stat().st_size for p in files)
+    if size >= 2**30:
+        print(f"loading the {what} from {source} ({size / 2**30:.1f} GiB)", file=sys.stderr, flush=True)
 
 
 def sample_records(
@@ -165,7 +222,7 @@ def sample_records(
     """The metadata written beside each sample (PNG text chunks and JSON sidecars)."""
     from ptdit.sampling.pipeline import resolve_checkpoint
 
-    kind = pipe.conditioner.kind
+    kind = pipe.kind
     negative = pipe.config.negative_prompt if args.negative_prompt is None else args.negative_prompt
     checkpoint = str(resolve_checkpoint(args.checkpoint).resolve())
     return [

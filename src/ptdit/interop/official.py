@@ -8,6 +8,7 @@ atomically.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import warnings
@@ -50,16 +51,16 @@ _NESTING_KEYS = ("state_dict", "model", "module", "ema", "model_ema", "predictor
 _BUFFERS = ("pos_embed.pos_embed",)
 
 # How the reference samples the released T2I weights (docs/inference.md#reference-inference-settings): rectified-flow
-# Euler, 30 steps, CFG 4.0, 200 T5 tokens, timestep shift, 1024 px. The T5-XXL encoder and the SD VAE must be available
-# locally (`ptdit sample --text-encoder DIR --vae DIR` points at them). That the release decodes with the SD VAE
-# (f8, 4 channels) is our assumption: the spec names no VAE for the T2I model.
+# Euler, 30 steps, CFG 4.0, 200 T5 tokens, timestep shift, 1024 px, decoded by the Open-Sora-Plan v1.2 CausalVAE.
+# Converting the network alone records these; the whole inference config gives a self-contained folder instead
+# (`ptdit.interop.official_pipeline`). T5 and the VAE must then be available locally (`--text-encoder`, `--vae`).
 RELEASED_PIPELINE = PipelineConfig(
     task="t2i",
     objective="flow",
     timestep_shift=True,
     text_encoder="t5-xxl",
     text_max_length=200,
-    vae="sd-vae-ema",
+    vae="opensora-plan-v1.2",
     sampler="flow-euler",
     steps=30,
     cfg_scale=4.0,
@@ -169,8 +170,13 @@ def convert_official(
     out_dir: str | os.PathLike[str],
     *,
     dtype: torch.dtype | None = None,
+    **pipeline_kwargs: Any,
 ) -> Path:
     """Converts reference weights + reference constructor config into a ptdit checkpoint folder.
+
+    Given the reference's whole inference config (with an `ae` section), converts the whole pipeline instead:
+    see `ptdit.interop.official_pipeline.convert_official_pipeline`, which takes `pipeline_kwargs`
+    (`vae_weights`, `text_encoder`, `vae_weights_key`).
 
     Args:
         weights: `.safetensors`, or `.pt`/`.pth` (read with weights_only=True).
@@ -184,7 +190,14 @@ def convert_official(
     if config is None:
         config = _metadata_config(weights)
     reference = read_json(config, what="reference config") if not isinstance(config, dict) else config
-    ptdit_config = reference_config_to_ptdit(reference)
+    if isinstance(reference.get("ae"), dict) and not isinstance(config, dict):
+        from ptdit.interop.official_pipeline import convert_official_pipeline
+
+        # A whole inference config: convert the whole pipeline (network, CausalVAE, T5).
+        return convert_official_pipeline(config, weights, out_dir, dtype=dtype, **pipeline_kwargs)
+    # The released weights were trained with the reference's positional embedding, whose non-square grids differ
+    # from the correct one (docs/decisions.md#positional-embedding-on-non-square-grids): keep it for them.
+    ptdit_config = dataclasses.replace(reference_config_to_ptdit(reference), reference_compat=True)
     model = build_model(ptdit_config, device="meta")
     expected = {k: v.shape for k, v in model.state_dict().items()}
     state = unwrap_state_dict(load_state_dict_file(weights), set(expected))

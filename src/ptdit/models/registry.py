@@ -133,7 +133,7 @@ def load_model(
     """Rebuilds the network from `config.json` and loads `weights` (default `model.safetensors`), in eval mode."""
     folder = Path(checkpoint_dir)
     config = config_from_dict(read_checkpoint_config(folder)["model"])
-    state = load_safetensors(folder / weights, device=device)
+    state = load_safetensors(folder / weights, device=device, dtype=dtype)  # read straight into `dtype`
     with torch.device("meta"):
         model = MODEL_CLASSES[config.arch](config)
     check_state_dict({k: v.shape for k, v in model.state_dict().items()}, state, str(folder / weights))

@@ -19,7 +19,7 @@ from ptdit.config import PipelineConfig
 from ptdit.diffusion.guidance import ClassifierFreeGuidance
 from ptdit.diffusion.parameterization import Denoiser
 from ptdit.models.registry import resolve_checkpoint
-from ptdit.recipe import build_objective, conditioning_for, get_task, resolve_window, window_tiling
+from ptdit.recipe import Conditioning, build_objective, conditioning_for, get_task, resolve_window, window_tiling
 from ptdit.sampling.solvers import SAMPLERS, build_timesteps, get_sampler
 
 
@@ -44,25 +44,51 @@ class GenerationPipeline:
         text_encoder: a `ptdit.encoders.TextEncoder` for text tasks, else None.
     """
 
-    def __init__(self, model: nn.Module, config: PipelineConfig, vae: Any, text_encoder: Any | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module | None,
+        config: PipelineConfig,
+        vae: Any,
+        text_encoder: Any | None = None,
+        *,
+        model_config: Any | None = None,
+    ) -> None:
+        if model is None and model_config is None:
+            raise ValueError("give the network, or its config (model_config=) to load the network later")
         self.model = model
+        self.model_config = model.config if model is not None else model_config
         self.config = config
         self.vae = vae
         self.text_encoder = text_encoder
         self.objective = build_objective(config, spatial_factor=vae.spatial_factor, temporal_factor=vae.temporal_factor)
         self.schedule = self.objective.schedule
         self.prediction = self.objective.prediction
-        kind = get_task(config.task).conditioning
-        if kind == "text" and text_encoder is None:
-            raise ValueError(f"a {config.task} pipeline needs a text encoder")
-        model_text_dim = getattr(model.config, "context_dim", None)
-        if text_encoder is not None and model_text_dim is not None and text_encoder.dim != model_text_dim:
+        self.kind = get_task(config.task).conditioning
+        self._loaders: dict[str, Any] = {}
+        self._check_text_encoder()
+
+    def _check_text_encoder(self) -> None:
+        model_text_dim = getattr(self.model_config, "context_dim", None)
+        encoder = self.text_encoder
+        if encoder is not None and model_text_dim is not None and encoder.dim != model_text_dim:
             raise ValueError(
-                f"text encoder width {text_encoder.dim} does not match the model's context_dim {model_text_dim}"
+                f"text encoder width {encoder.dim} does not match the model's context_dim {model_text_dim}"
             )
-        self.conditioner = conditioning_for(
-            kind, text_encoder=text_encoder, num_classes=getattr(model.config, "num_classes", None)
-        )
+
+    @property
+    def conditioner(self) -> Conditioning:
+        """The conditioning strategy (`ptdit.recipe`) over the current text encoder."""
+        if self.kind == "text" and self.text_encoder is None:
+            raise ValueError(
+                f"this {self.config.task} pipeline has no text encoder loaded: call load_text_encoder(), or pass "
+                "conditions=(cond, uncond) encoded earlier"
+            )
+        num_classes = getattr(self.model_config, "num_classes", None)
+        return conditioning_for(self.kind, text_encoder=self.text_encoder, num_classes=num_classes)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Loading (one large component at a time, if wanted: see `ptdit.cli.sample`)
+    # ------------------------------------------------------------------------------------------------------------
 
     @classmethod
     def from_checkpoint(
@@ -74,13 +100,19 @@ class GenerationPipeline:
         vae: str | None = None,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
+        load: tuple[str, ...] = ("model", "text_encoder"),
     ) -> GenerationPipeline:
         """Loads network, VAE and text encoder named by the checkpoint's config.json (overridable).
 
         `weights` defaults to `ema.safetensors` when the folder has one (training checkpoints), else
-        `model.safetensors`.
+        `model.safetensors`. The network and VAE are read straight into `dtype`; the text encoder stays in
+        float32 (the reference runs T5 in float32). The VAE is always loaded (it decides the sizes); the
+        network and text encoder only when named in `load`: the others load later with `load_model()` /
+        `load_text_encoder()` and are freed with `release(name)`.
         """
-        from ptdit.encoders import load_text_encoder, load_vae
+        from ptdit.config import config_from_dict
+        from ptdit.encoders import load_text_encoder as load_text
+        from ptdit.encoders import load_vae
         from ptdit.models.registry import load_model, read_checkpoint_config
 
         folder = resolve_checkpoint(checkpoint)
@@ -88,17 +120,53 @@ class GenerationPipeline:
         config = PipelineConfig.from_dict(data.get("pipeline") or {})
         if weights is None:
             weights = "ema.safetensors" if (folder / "ema.safetensors").is_file() else "model.safetensors"
-        model = load_model(folder, device=device, dtype=dtype, weights=weights)
 
         def resolve(name: str | None) -> str | None:
             # Encoders stored inside the checkpoint folder are named relative to it.
             return str(folder / name) if name and (folder / name).is_dir() else name
 
-        encoder = None
-        if get_task(config.task).conditioning == "text":
-            name = text_encoder or resolve(config.text_encoder)
-            encoder = load_text_encoder(name, max_length=config.text_max_length, device=device)
-        return cls(model, config, load_vae(vae or resolve(config.vae), device=device, dtype=dtype), encoder)
+        loaders = {
+            "model": lambda: load_model(folder, device=device, dtype=dtype, weights=weights),
+            "text_encoder": lambda: load_text(
+                text_encoder or resolve(config.text_encoder), max_length=config.text_max_length, device=device
+            ),
+        }
+        if get_task(config.task).conditioning != "text":
+            loaders.pop("text_encoder")
+        model_config = config_from_dict(data["model"])
+        pipe = cls(
+            None, config, load_vae(vae or resolve(config.vae), device=device, dtype=dtype), model_config=model_config
+        )
+        pipe._loaders = loaders
+        for name in load:
+            if name in loaders:
+                getattr(pipe, f"load_{name}")()
+        return pipe
+
+    def load_model(self) -> nn.Module:
+        """Loads the network (if not loaded) from the checkpoint this pipeline came from."""
+        if self.model is None:
+            self.model = self._load("model")
+        return self.model
+
+    def load_text_encoder(self) -> Any:
+        """Loads the text encoder (if not loaded) named by the checkpoint."""
+        if self.text_encoder is None:
+            self.text_encoder = self._load("text_encoder")
+            self._check_text_encoder()
+        return self.text_encoder
+
+    def _load(self, name: str) -> Any:
+        if name not in self._loaders:
+            raise ValueError(f"this pipeline was not made by from_checkpoint, so it cannot load its {name}")
+        return self._loaders[name]()
+
+    def release(self, name: str) -> None:
+        """Frees a loaded component ("model" or "text_encoder") and hands its memory back."""
+        if name not in ("model", "text_encoder"):
+            raise ValueError(f"can release 'model' or 'text_encoder', not {name!r}")
+        setattr(self, name, None)
+        free_memory()
 
     # ------------------------------------------------------------------------------------------------------------
     # Validation (everything is checked before any work, so bad input never leaves partial outputs)
@@ -112,7 +180,7 @@ class GenerationPipeline:
         height, width, frames = height or cfg.height, width or cfg.width, frames or cfg.frames
         if min(height, width, frames) < 1:
             raise ValueError(f"height, width and frames must be positive, got {height}x{width}, {frames} frames")
-        channels = self.model.config.in_channels
+        channels = self.model_config.in_channels
         if self.vae.latent_channels != channels:
             raise ValueError(f"the VAE gives {self.vae.latent_channels} latent channels, the model takes {channels}")
         self._check_pixel_size(height, width)
@@ -123,16 +191,16 @@ class GenerationPipeline:
 
     def _tokens_per_window(self) -> tuple[int, int, int]:
         """Window tiling in tokens (temporal, rows, cols) that sizes must be multiples of."""
-        return window_tiling(self.model.config, task=self.config.task, window=self.config.window_size)
+        return window_tiling(self.model_config, task=self.config.task, window=self.config.window_size)
 
     def _check_pixel_size(self, height: int, width: int) -> None:
         rows, cols = self._tokens_per_window()[1:]
-        step = self.vae.spatial_factor * self.model.config.patch_size
+        step = self.vae.spatial_factor * self.model_config.patch_size
         for name, value, multiple in (("height", height, step * rows), ("width", width, step * cols)):
             if value % multiple:
                 raise ValueError(
                     f"{name} {value} does not fit this model: it must be a multiple of {multiple} (VAE x"
-                    f"{self.vae.spatial_factor}, patch {self.model.config.patch_size}, window grid); nearest valid: "
+                    f"{self.vae.spatial_factor}, patch {self.model_config.patch_size}, window grid); nearest valid: "
                     f"{nearest_multiples(value, multiple)}"
                 )
 
@@ -155,7 +223,7 @@ class GenerationPipeline:
 
     def _window(self, latent_shape: tuple[int, ...]) -> tuple[int, int, int] | None:
         return resolve_window(
-            latent_shape, model_config=self.model.config, task=self.config.task, window=self.config.window_size
+            latent_shape, model_config=self.model_config, task=self.config.task, window=self.config.window_size
         )
 
     # ------------------------------------------------------------------------------------------------------------
@@ -166,13 +234,19 @@ class GenerationPipeline:
         self, prompts: list[str] | None, class_labels: list[int] | None, negative_prompt: str | None
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """(cond, uncond) keyword arguments for the network."""
-        device = next(self.model.parameters()).device
-        kind = self.conditioner.kind
-        if kind == "none":
+        if self.kind == "none":
             return {}, {}
-        inputs = prompts if kind == "text" else class_labels
+        conditioner, device = self.conditioner, self.device
+        inputs = prompts if self.kind == "text" else class_labels
         neg = self.config.negative_prompt if negative_prompt is None else negative_prompt
-        return self.conditioner.encode(inputs or [], device), self.conditioner.null(device, neg)
+        return conditioner.encode(inputs or [], device), conditioner.null(device, neg)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the network runs (the VAE's device while the network is not loaded)."""
+        if self.model is not None:
+            return next(self.model.parameters()).device
+        return self.vae.device
 
     def check_class_labels(self, class_labels: list[int]) -> None:
         """Raises ValueError naming every label outside [0, num_classes)."""
@@ -192,24 +266,60 @@ class GenerationPipeline:
         height: int | None = None,
         width: int | None = None,
         frames: int | None = None,
+        latents: torch.Tensor | None = None,
+        conditions: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]] | None = None,
         progress: bool = False,
     ) -> torch.Tensor:
         """Generates one sample per prompt (or label). Sample i uses seed `seed + i`, so results do not depend on
         how the prompts are batched.
 
+        Args:
+            latents: (B, C, F', H', W') initial noise to start from instead of drawing it from the seeds
+                (diffusers-style reproducibility hook).
+            conditions: (cond, uncond) network keyword arguments computed earlier (`conditioning`), instead
+                of encoding `prompts` / `class_labels` here.
+
         Returns:
             (B, 3, F, H, W) float32 pixels in [-1, 1] on the CPU.
         """
+        req = self.request(height, width, frames)
+        final = self.sample_latents(
+            prompts, class_labels=class_labels, negative_prompt=negative_prompt, steps=steps, cfg_scale=cfg_scale,
+            sampler=sampler, seed=seed, request=req, latents=latents, conditions=conditions, progress=progress,
+        )  # fmt: skip
+        return self.decode(final, req)
+
+    @torch.no_grad()
+    def sample_latents(
+        self,
+        prompts: list[str] | None = None,
+        *,
+        class_labels: list[int] | None = None,
+        negative_prompt: str | None = None,
+        steps: int | None = None,
+        cfg_scale: float | None = None,
+        sampler: str | None = None,
+        seed: int = 0,
+        request: GenerationRequest | None = None,
+        latents: torch.Tensor | None = None,
+        conditions: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]] | None = None,
+        num_samples: int | None = None,
+        progress: bool = False,
+    ) -> torch.Tensor:
+        """The denoised latents (B, C, F', H', W') for `__call__`'s arguments, before VAE decoding."""
         cfg = self.config
         steps = cfg.steps if steps is None else steps
         cfg_scale = cfg.cfg_scale if cfg_scale is None else cfg_scale
         sampler_fn = get_sampler(sampler or cfg.sampler)
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
-        req = self.request(height, width, frames)
-        cond, uncond = self.conditioning(prompts, class_labels, negative_prompt)
+        req = request or self.request()
+        cond, uncond = conditions or self.conditioning(prompts, class_labels, negative_prompt)
         batch = len(prompts) if prompts else len(class_labels) if class_labels else 1
-        model_fn = self.model if req.window_size is None else functools.partial(self.model, window_size=req.window_size)
+        if conditions is not None:
+            batch = next(iter(cond.values())).shape[0] if cond else num_samples or 1
+        model = self.load_model() if self.model is None else self.model
+        model_fn = model if req.window_size is None else functools.partial(model, window_size=req.window_size)
         guided = (
             model_fn
             if cfg_scale == 1.0 or not uncond
@@ -219,13 +329,49 @@ class GenerationPipeline:
         timesteps = build_timesteps(
             self.schedule, steps, shift=self.objective.shift_ratio(req.height, req.width, req.frames)
         )
-        device = next(self.model.parameters()).device
-        noise = torch.cat(
+        device = self.device
+        noise = self.initial_noise(req, batch, seed) if latents is None else self._check_latents(latents, req, batch)
+        return sampler_fn(denoise, noise.to(device), timesteps, progress=progress)
+
+    @staticmethod
+    def initial_noise(req: GenerationRequest, batch: int, seed: int) -> torch.Tensor:
+        """(B, C, F', H', W') standard normal noise; sample i from Generator(seed + i)."""
+        return torch.cat(
             [torch.randn(1, *req.latent_shape, generator=torch.Generator().manual_seed(seed + i)) for i in range(batch)]
         )
-        latents = sampler_fn(denoise, noise.to(device), timesteps, progress=progress)
+
+    @staticmethod
+    def _check_latents(latents: torch.Tensor, req: GenerationRequest, batch: int) -> torch.Tensor:
+        expected = (batch, *req.latent_shape)
+        if tuple(latents.shape) != expected:
+            raise ValueError(
+                f"latents have shape {tuple(latents.shape)}, expected {expected} (batch, channels, latent frames, "
+                f"latent height, latent width) for {req.frames} frame(s) of {req.height}x{req.width}"
+            )
+        if not latents.is_floating_point() or not torch.isfinite(latents).all():
+            raise ValueError("latents must be finite floating-point values")
+        return latents.float()
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor, req: GenerationRequest | None = None) -> torch.Tensor:
+        """Latents (B, C, F', H', W') -> (B, 3, F, H, W) float32 pixels in [-1, 1] on the CPU."""
+        req = req or self.request()
         pixels = self.vae.decode(latents.to(self.vae.dtype)).float().cpu()
         return pixels[:, :, : req.frames, : req.height, : req.width].clamp(-1, 1)
 
 
 __all__ = ["SAMPLERS", "GenerationPipeline", "GenerationRequest", "resolve_checkpoint"]
+
+
+def free_memory() -> None:
+    """Collects garbage and hands freed heap pages back to the OS (glibc), so a freed component's memory is
+    available to the next stage rather than kept by the allocator."""
+    import contextlib
+    import ctypes
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to hand back
+        ctypes.CDLL("libc.so.6").malloc_trim(0)

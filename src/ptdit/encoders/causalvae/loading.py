@@ -91,13 +91,13 @@ def load_causalvae_model(
         if weights_key not in ("auto", None):
             raise ValueError(f"weights_key={weights_key!r} given, but safetensors files are flat: {str(path)!r}")
         with safe_open(str(path), framework="pt") as handle:
-            names = _model_names(list(handle.keys()))
+            names = _model_names(list(handle.keys()), set(expected))
             shapes = {name: tuple(handle.get_slice(key).get_shape()) for key, name in names.items()}
             _check_weights(path, shapes, expected)
             state = {name: _convert(handle.get_tensor(key), dtype, device) for key, name in names.items()}
     else:
         stored = _select_state_dict(_load_pickle(path), weights_key, path)
-        names = _model_names(list(stored))
+        names = _model_names(list(stored), set(expected))
         _check_weights(path, {name: _shape(stored[key]) for key, name in names.items()}, expected)
         state = {name: _convert(stored[key], dtype, device) for key, name in names.items()}
     model.load_state_dict(state, strict=True, assign=True)
@@ -152,12 +152,17 @@ def _select_state_dict(obj: Any, weights_key: str | None, path: Path) -> Mapping
     return state["gen_model"] if isinstance(state.get("gen_model"), Mapping) else state
 
 
-def _model_names(keys: list[str]) -> dict[str, str]:
-    """Checkpoint key -> model key: a DDP `module.` prefix removed, training-loss modules dropped."""
-    strip = len("module.") if keys and all(k.startswith("module.") for k in keys) else 0
+def _model_names(keys: list[str], expected: set[str] | None = None) -> dict[str, str]:
+    """Checkpoint key -> model key: a prefix shared by every key (a DDP `module.`, or a wrapper's `param.` or
+    `model.`) removed when the keys do not already match, training-loss modules dropped."""
+    prefix = ""
+    if keys and not (expected and set(keys) & expected):
+        first = keys[0].split(".")[0] + "."
+        if all(k.startswith(first) for k in keys):
+            prefix = first
     # Open-Sora-Plan checkpoints may carry the LPIPS / discriminator of the training loss under `loss.`; its
     # own loader tolerates exactly those extra keys, and so do we.
-    return {k: k[strip:] for k in keys if not k[strip:].startswith("loss.")}
+    return {k: k[len(prefix) :] for k in keys if not k[len(prefix) :].startswith("loss.")}
 
 
 def _shape(value: Any) -> tuple[int, ...] | str:
