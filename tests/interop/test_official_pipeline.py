@@ -120,3 +120,98 @@ def _reference_uint8(pixels: torch.Tensor) -> np.ndarray:
     """The reference's post-processing: clamp, (x + 1) / 2, * 255 + 0.5, clamp, truncate; (B, H, W, 3) of frame 0."""
     x = pixels.clamp(-1, 1).add(1).div(2).mul(255).add(0.5).clamp(0, 255)
     return x[:, :, 0].permute(0, 2, 3, 1).to(torch.uint8).numpy()
+
+
+# ------------------------------------------------------------------------------------------------------
+# Bad input: one line, exit status 2, nothing written
+# ------------------------------------------------------------------------------------------------------
+
+
+def _convert(tmp_path, *, config=None, weights=None, vae=None, extra=()):
+    out = tmp_path / "out"
+    args = ["convert-official", "--config", str(config or REF / "pipeline_config.json"), "--weights"]
+    args += [str(weights or REF / "predictor.safetensors"), "--vae-weights", str(vae or REF / "vae.safetensors")]
+    return main([*args, *extra, "--out", str(out)]), out
+
+
+def _config_copy(tmp_path, **changes) -> Path:
+    data = json.loads((REF / "pipeline_config.json").read_text())
+    for key, value in changes.items():
+        if value is None:
+            data.pop(key)
+        else:
+            data[key] = value
+    path = tmp_path / "cfg" / "pipeline_config.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _assert_one_line_error(capsys, out: Path, *needles: str) -> None:
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("ptdit convert-official: error:"), err
+    for needle in needles:
+        assert needle in err, err
+    assert not out.exists()
+
+
+def test_incomplete_config(tmp_path, capsys):
+    code, out = _convert(tmp_path, config=_config_copy(tmp_path, ae=None))
+    assert code == 2
+    _assert_one_line_error(capsys, out, "lacks the section(s) ['ae']")
+
+
+def test_text_encoder_not_found(tmp_path, capsys):
+    # The copied config's relative "t5" no longer resolves next to it.
+    code, out = _convert(tmp_path, config=_config_copy(tmp_path))
+    assert code == 2
+    _assert_one_line_error(capsys, out, "T5 text encoder not found", "--text-encoder")
+
+
+def test_text_encoder_of_another_width(tmp_path, capsys):
+    from tests.helpers.tiny_encoders import make_tiny_t5
+
+    other = make_tiny_t5(tmp_path / "t5-other")
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "d_model": 32}))  # checked before any weight loads
+    code, out = _convert(tmp_path, extra=("--text-encoder", str(other)))
+    assert code == 2
+    _assert_one_line_error(capsys, out, "caption_channels is 64")
+
+
+def test_vae_with_missing_and_misshaped_keys(tmp_path, capsys):
+    state = load_file(str(REF / "vae.safetensors"))
+    state.pop(sorted(state)[0])
+    key = sorted(state)[5]
+    state[key] = torch.zeros(3, 3)
+    bad = tmp_path / "vae.safetensors"
+    save_file(state, str(bad))
+    code, out = _convert(tmp_path, vae=bad)
+    assert code == 2
+    _assert_one_line_error(capsys, out, "1 missing", "1 mis-shaped")
+
+
+def test_pickles_with_objects_are_refused(tmp_path, capsys):
+    bad = tmp_path / "predictor.pt"
+    torch.save({"model": {"weight": torch.zeros(1)}, "args": Path("x")}, bad)
+    code, out = _convert(tmp_path, weights=bad)
+    assert code == 2
+    _assert_one_line_error(capsys, out, "weights_only=True")
+
+
+def test_nan_weights_are_refused(tmp_path, capsys):
+    state = load_file(str(REF / "predictor.safetensors"))
+    key = next(k for k in sorted(state) if k.endswith("proj_out.weight"))
+    state[key] = torch.full_like(state[key], float("nan"))
+    bad = tmp_path / "predictor.safetensors"
+    save_file(state, str(bad))
+    code, out = _convert(tmp_path, weights=bad)
+    assert code == 2
+    _assert_one_line_error(capsys, out, "NaN or Inf")
+
+
+def test_sizes_the_windows_cannot_take(converted, tmp_path, capsys):
+    out = tmp_path / "samples"
+    code = main(["sample", "--checkpoint", str(converted), "--prompt", "a cat", "--height", "48", "--out", str(out)])
+    assert code == 2 and "nearest valid: 32 or 64" in capsys.readouterr().err
+    assert not out.exists()

@@ -190,9 +190,9 @@ def convert_official(
     if config is None:
         config = _metadata_config(weights)
     reference = read_json(config, what="reference config") if not isinstance(config, dict) else config
-    if isinstance(reference.get("ae"), dict) and not isinstance(config, dict):
-        from ptdit.interop.official_pipeline import convert_official_pipeline
+    from ptdit.interop.official_pipeline import convert_official_pipeline, is_full_inference_config
 
+    if not isinstance(config, dict) and is_full_inference_config(config):
         # A whole inference config: convert the whole pipeline (network, CausalVAE, T5).
         return convert_official_pipeline(config, weights, out_dir, dtype=dtype, **pipeline_kwargs)
     # The released weights were trained with the reference's positional embedding, whose non-square grids differ

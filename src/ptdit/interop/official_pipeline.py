@@ -231,10 +231,12 @@ def convert_official_pipeline(
 
 
 def is_full_inference_config(path: str | os.PathLike[str]) -> bool:
-    """Whether a JSON file is a whole reference inference config (it has an `ae` section) rather than only the
-    predictor's constructor arguments."""
+    """Whether a JSON file is (meant as) a whole reference inference config: it has any section beside
+    `predictor`, rather than only the predictor's constructor arguments. A whole config that lacks a section is
+    then refused by name."""
     data = read_json(path, what="reference config")
-    return isinstance(data, dict) and isinstance(data.get("ae"), dict)
+    sections = (*REQUIRED_SECTIONS[1:], "pipeline_config")
+    return isinstance(data, dict) and any(isinstance(data.get(s), dict) for s in sections)
 
 
 __all__ = [
