@@ -91,3 +91,24 @@ def test_bench_bad_input_is_one_line_error(capsys, args, message):
     assert main(["bench", *TINY, *args]) == 2  # later options win
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_pipeline_bench_reports_each_stage():
+    """The released-pipeline benchmark at toy sizes: three stages with FLOPs, limits and peak memory."""
+    from ptdit.bench.pipeline import PipelineBenchSettings, run_pipeline_bench
+
+    settings = PipelineBenchSettings(
+        resolution=128,
+        steps=1,
+        depth=1,
+        t5={"vocab_size": 100, "d_model": 64, "d_kv": 16, "d_ff": 128, "num_layers": 1, "num_heads": 4},
+        vae={"hidden_size": 32, "hidden_size_mult": [1, 1, 1, 1], "tile_sample_min_size": 64},
+        matmul_size=128,
+        text_tokens=8,
+    )
+    report = run_pipeline_bench(settings, log=lambda line: None)
+    assert [s["stage"] for s in report["stages"]] == ["text", "denoise", "decode"]
+    for stage in report["stages"]:
+        assert stage["flops"] > 0 and stage["seconds"] > 0 and stage["limit_seconds"] > 0
+    assert report["stages"][0]["dtype"] == "fp32" and report["stages"][1]["dtype"] == "bf16"
+    assert report["time_over_limit"] == pytest.approx(report["total_seconds"] / report["limit_seconds"])

@@ -37,7 +37,7 @@ def median_ms(fn: Callable[[], Any], *, repeats: int, warmup: int, device: str) 
     return statistics.median(times)
 
 
-def _status_kb(key: str) -> int | None:
+def status_kb(key: str) -> int | None:
     """A `VmRSS` / `VmHWM` style field of /proc/self/status in kB, None off Linux."""
     try:
         with open("/proc/self/status") as f:
@@ -82,15 +82,15 @@ class PeakMemory:
         except OSError:
             self.baseline_kb = None
             return
-        self.baseline_kb = _status_kb("VmRSS")
+        self.baseline_kb = status_kb("VmRSS")
 
     def stop(self) -> float | None:
         if self.device == "cuda":
             return torch.cuda.max_memory_allocated() / 2**20
-        peak_kb = _status_kb("VmHWM")
+        peak_kb = status_kb("VmHWM")
         if self.baseline_kb is None or peak_kb is None:
             return None
         return max(peak_kb - self.baseline_kb, 0) / 1024
 
 
-__all__ = ["PeakMemory", "median_ms"]
+__all__ = ["PeakMemory", "median_ms", "status_kb"]

@@ -23,6 +23,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "'diffusers:PixArtTransformer2DModel' is built from config at the width and depth of the first ptdit model.",
     )
     p.add_argument(
+        "what",
+        nargs="?",
+        choices=("models", "pipeline"),
+        default="models",
+        help="models (default): networks side by side; pipeline: the released text-to-image pipeline at full size "
+        "with random weights (T5-XXL, PT-DiT/XL, CausalVAE), time per stage and peak memory",
+    )
+    p.add_argument("--steps", type=int, default=30, help="pipeline: sampling steps")
+    p.add_argument("--cfg", type=float, default=4.0, help="pipeline: guidance scale")
+    p.add_argument(
         "--model",
         nargs="+",
         action=AccumulateList,
@@ -44,7 +54,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=1, help="untimed calls before timing")
     p.add_argument("--forward-only", action="store_true", help="skip the training step")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="weights and inputs dtype")
+    p.add_argument(
+        "--dtype",
+        choices=("fp32", "bf16"),
+        help="weights and inputs dtype (default: fp32 for models, bf16 for pipeline)",
+    )
     p.add_argument(
         "--window-report",
         action="store_true",
@@ -71,7 +85,7 @@ def _settings(args: argparse.Namespace) -> Any:
         warmup=args.warmup,
         forward_only=args.forward_only,
         device=args.device,
-        dtype=args.dtype,
+        dtype=args.dtype or "fp32",
     )
 
 
@@ -156,6 +170,10 @@ def run_window_report(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.what == "pipeline":
+        from ptdit.cli.bench_pipeline import run_pipeline
+
+        return run_pipeline(args)
     _check_models(args.model)
     if args.window_report:
         return run_window_report(args)
