@@ -9,6 +9,7 @@ becomes one `MissingWeightsError` line that says how to point the library at a l
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -177,7 +178,23 @@ def _resolve_hub_id(repo_id: str, *, what: str, subfolder: str | None) -> Resolv
         raise MissingWeightsError(_missing_message(repo_id, what, reason, subfolder)) from exc
     with open(config_path, encoding="utf-8") as handle:
         config = json.load(handle)
+    if not local_only:
+        _announce_download(hub, repo_id, what, subfolder)
     return ResolvedModel(repo_id, subfolder, local_only, config)
+
+
+def _announce_download(hub: Any, repo_id: str, what: str, subfolder: str | None) -> None:
+    """One line before weights may be downloaded: what, and how big the repository's files are."""
+    import sys
+
+    size = "size unknown"
+    with contextlib.suppress(Exception):  # the size is a courtesy; any hub error leaves it unknown
+        info = hub.HfApi().model_info(repo_id, files_metadata=True)
+        prefix = f"{subfolder}/" if subfolder else ""
+        total = sum(f.size or 0 for f in info.siblings if f.rfilename.startswith(prefix))
+        size = f"up to {total / 2**30:.1f} GiB"
+    where = f"{repo_id}/{subfolder}" if subfolder else repo_id
+    print(f"note: the {what} {where} is fetched from the Hugging Face hub unless cached ({size})", file=sys.stderr)
 
 
 def missing_weights_error(resolved: ResolvedModel, what: str, exc: BaseException) -> MissingWeightsError:
