@@ -35,6 +35,7 @@ from ptdit.optional import available, require
 __all__ = [
     "VAE",
     "VAE_ALIASES",
+    "CausalFrames",
     "IdentityVAE",
     "ImageVAE",
     "VideoVAE",
@@ -278,7 +279,24 @@ class ImageVAE(_DiffusersVAE):
         return pixels.float().clamp(-1.0, 1.0)
 
 
-class VideoVAE(_DiffusersVAE):
+class CausalFrames:
+    """The frame rule of causal video VAEs (docs/decisions.md#latent-frame-rule), mixed into their adapters:
+    the first frame is encoded alone, then every `temporal_factor` frames give one latent frame."""
+
+    temporal_factor: int
+
+    def latent_frames(self, frames: int) -> int:
+        """F' = 1 + (F - 1) / t; raises ValueError naming the nearest valid frame counts otherwise."""
+        return causal_latent_frames(frames, self.temporal_factor)
+
+    def pixel_frames(self, latent_frames: int) -> int:
+        """F = 1 + (F' - 1) t."""
+        if latent_frames < 1:
+            raise ValueError(f"latent_frames must be positive, got {latent_frames}")
+        return 1 + (latent_frames - 1) * self.temporal_factor
+
+
+class VideoVAE(CausalFrames, _DiffusersVAE):
     """A diffusers `AutoencoderKLWan` (causal 3D VAE).
 
     The first frame is encoded alone and every following group of `temporal_factor` frames becomes one
@@ -306,14 +324,6 @@ class VideoVAE(_DiffusersVAE):
         patch = int(config.patch_size or 1)  # Wan 2.2 pixel-unshuffles by patch_size before the encoder
         self.spatial_factor = 2 ** (len(config.dim_mult) - 1) * patch
         self.temporal_factor = 2 ** sum(bool(d) for d in config.temperal_downsample)
-
-    def latent_frames(self, frames: int) -> int:
-        return causal_latent_frames(frames, self.temporal_factor)
-
-    def pixel_frames(self, latent_frames: int) -> int:
-        if latent_frames < 1:
-            raise ValueError(f"latent_frames must be positive, got {latent_frames}")
-        return 1 + (latent_frames - 1) * self.temporal_factor
 
     @torch.no_grad()
     def encode(self, pixels: Tensor, *, sample: bool = False, generator: torch.Generator | None = None) -> Tensor:

@@ -19,7 +19,7 @@ from ptdit.encoders.causalvae.config import CausalVAEConfig
 from ptdit.encoders.causalvae.loading import find_weights_file, load_causalvae_model
 from ptdit.encoders.causalvae.model import CausalVAEModel, posterior_mean_logvar
 from ptdit.encoders.hub import MissingWeightsError, read_model_config
-from ptdit.encoders.vae import VAE, causal_latent_frames
+from ptdit.encoders.vae import VAE, CausalFrames
 
 __all__ = ["LATENT_SCALE", "CausalVAE", "load_causalvae"]
 
@@ -31,7 +31,7 @@ def _check_5d(x: Tensor, channels: int, what: str) -> None:
         raise ValueError(f"{what} must have shape (B, {channels}, F, H, W), got {tuple(x.shape)}")
 
 
-class CausalVAE(VAE):
+class CausalVAE(CausalFrames, VAE):
     """Open-Sora-Plan v1.2 CausalVAE: pixels (B, 3, F, H, W) <-> latents (B, 4, 1 + (F - 1) / 4, H / 8, W / 8).
 
     Factors follow the config (8 and 4 for the released one). Whether encode and decode tile follows the
@@ -56,15 +56,6 @@ class CausalVAE(VAE):
     def enable_tiling(self, use_tiling: bool = True) -> None:
         """Tile (and chunk) inputs larger than one tile in `encode` and `decode`."""
         self.model.enable_tiling(use_tiling)
-
-    def latent_frames(self, frames: int) -> int:
-        """F' = 1 + (F - 1) / t; raises ValueError naming the nearest valid frame counts otherwise."""
-        return causal_latent_frames(frames, self.temporal_factor)
-
-    def pixel_frames(self, latent_frames: int) -> int:
-        if latent_frames < 1:
-            raise ValueError(f"latent_frames must be positive, got {latent_frames}")
-        return 1 + (latent_frames - 1) * self.temporal_factor
 
     @torch.no_grad()
     def encode(self, pixels: Tensor, *, sample: bool = False, generator: torch.Generator | None = None) -> Tensor:
