@@ -86,7 +86,8 @@ def compute_stats(
     mu, sigma = moments.result()
     if count <= len(mu):
         warnings.warn(
-            f"{count} samples for {len(mu)}-d features: the covariance is singular and the distance biased upward",
+            f"{samples.path.name}: {count} samples for {len(mu)}-d features: the covariance is singular and the "
+            "distance biased upward",
             stacklevel=2,
         )
     meta = {**samples.describe(), "count": count, **extractor.details, "kid_seed": seed}
@@ -160,7 +161,9 @@ def _check_protocol(protocol: Protocol | None, spec: str, real: Side, fake: Side
         protocol.check_count(real.count, what=f"reference samples in {real.path.name}", needed=protocol.num_reference)
 
 
-def side_stats(side: Side, extractor: FeatureExtractor | None, settings: EvalSettings, limit: int | None):
+def side_stats(
+    side: Side, extractor: FeatureExtractor | None, settings: EvalSettings, limit: int | None
+) -> FeatureStats:
     """The side's statistics: loaded, or computed with `extractor`."""
     if side.stats is not None:
         return side.stats
