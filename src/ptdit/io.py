@@ -54,6 +54,26 @@ def _usual_permissions(folder: Path) -> None:
             os.chmod(path, mode)
 
 
+@contextlib.contextmanager
+def atomic_file(final_path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yields a temporary sibling path (same suffix); on success it replaces `final_path` in one rename.
+
+    A crash or exception inside the block leaves `final_path` as it was (the temporary file is removed).
+    """
+    final = Path(final_path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{final.stem}.tmp-", suffix=final.suffix, dir=final.parent)
+    os.close(handle)
+    tmp = Path(name)
+    os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp files are private; the result gets the usual permissions
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
 def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -33,7 +33,7 @@ def frechet_distance(
             f"statistics do not match: means {mu1.shape} / {mu2.shape}, covariances {sigma1.shape} / {sigma2.shape}"
         )
     diff = mu1 - mu2
-    covmean, _ = linalg.sqrtm(sigma1 @ sigma2, disp=False)
+    covmean = linalg.sqrtm(sigma1 @ sigma2)  # (`disp=False`, as pytorch-fid passes it, is deprecated in SciPy 1.17)
     if not np.isfinite(covmean).all():  # singular product: offset the diagonals a little
         offset = np.eye(sigma1.shape[0]) * eps
         covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))

@@ -77,7 +77,7 @@ def pipeline_settings(ref: ReferenceInferenceConfig, window: tuple[int, int, int
     if len(size) != 3:
         raise ValueError(f"pipeline_config.input_size must be [frames, height, width], got {size}")
     return PipelineConfig(
-        task="t2i" if int(size[0]) == 1 else "t2v",
+        task="t2i",  # the released pipeline: text to image (more input frames sample a clip, as the reference would)
         objective="flow",
         timestep_shift=bool(diffusion.get("use_timestep_transform", True)),
         text_encoder=TEXT_ENCODER_FOLDER,
