@@ -168,11 +168,34 @@ def read_json(path: str | os.PathLike[str], what: str = "JSON file") -> Any:
         raise ValueError(f"{what} {path} is not valid JSON ({err}); fix or regenerate it") from None
 
 
+def check_device(device: str | torch.device, flag: str = "device") -> torch.device:
+    """The torch device `device` names; ValueError for an unknown name or a device this machine does not have."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"unknown {flag} {str(device)!r}; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"{flag} {device}: CUDA is not available on this machine (a CPU-only torch build, or no visible GPU); "
+                f"use {flag} cpu"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"{flag} {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"{flag} {device}: MPS is not available on this machine; use {flag} cpu")
+    elif dev.type != "cpu":
+        raise ValueError(f"{flag} {device!r} is not supported; use cpu or cuda")
+    return dev
+
+
 def load_safetensors(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """Reads a safetensors file; a missing, truncated or corrupt file gives a one-line error."""
     from safetensors.torch import load_file
 
     path = Path(path)
+    check_device(device)
     if not path.is_file():
         raise FileNotFoundError(f"weights file {path} not found")
     try:

@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--config", help="reference constructor config JSON (default: the safetensors file's metadata, if present)"
     )
-    p.add_argument("--out", required=True, help="output checkpoint folder")
+    p.add_argument("--out", required=True, help="output checkpoint folder (new or empty)")
+    p.add_argument("--overwrite", action="store_true", help="replace a ptdit checkpoint already at --out")
     p.add_argument("--dtype", choices=("keep", "fp32", "bf16", "fp16"), default="keep", help="cast the weights")
     p.set_defaults(func=run)
 
@@ -27,8 +28,10 @@ def run(args: argparse.Namespace) -> int:
 
     from ptdit.config import config_from_dict
     from ptdit.interop.official import convert_official
+    from ptdit.io import check_output_dir
     from ptdit.models.registry import build_model, count_parameters, read_checkpoint_config
 
+    check_output_dir(args.out, overwrite=args.overwrite)
     dtype = {"keep": None, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
     out = convert_official(args.weights, args.config, args.out, dtype=dtype)
     c = config_from_dict(read_checkpoint_config(out)["model"])

@@ -101,8 +101,8 @@ def train_demo_model(
     import torch
 
     from ptdit.eval.previews import write_sample_grid
-    from ptdit.train.config import load_train_config
     from ptdit.io import check_writable
+    from ptdit.train.config import load_train_config
     from ptdit.train.distributed import DistInfo, check_device
     from ptdit.train.launch import train_in_processes
     from ptdit.train.loop import train

@@ -11,7 +11,15 @@ import torch
 from torch import nn
 
 from ptdit.config import ModelConfig, config_from_dict, replace
-from ptdit.io import CONFIG_NAME, WEIGHTS_NAME, atomic_directory, load_safetensors, read_json, write_json
+from ptdit.io import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    atomic_directory,
+    check_output_dir,
+    load_safetensors,
+    read_json,
+    write_json,
+)
 from ptdit.models.dit import DiT
 from ptdit.models.pixart import PixArtAlpha
 from ptdit.models.ptdit import PTDiT
@@ -66,9 +74,15 @@ def checkpoint_config(config: ModelConfig, pipeline: dict[str, Any] | None = Non
 
 
 def save_model(model: nn.Module, out_dir: str | os.PathLike[str], *, pipeline: dict[str, Any] | None = None) -> Path:
-    """Writes `config.json` + `model.safetensors` atomically (a crash never leaves a half-written folder)."""
+    """Writes `config.json` + `model.safetensors` atomically (a crash never leaves a half-written folder).
+
+    `out_dir` may be new, empty, or an existing ptdit checkpoint (its two files are replaced, anything else in it
+    is kept). A file, or a folder holding other things, is refused with FileExistsError: nothing unrelated is
+    ever overwritten or deleted.
+    """
     from safetensors.torch import save_file
 
+    check_output_dir(out_dir, flag="checkpoint folder", overwrite=True)
     model = _unwrap(model)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     with atomic_directory(out_dir) as tmp:
