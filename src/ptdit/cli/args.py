@@ -1,5 +1,5 @@
-"""Shared argparse pieces for the subcommands: a parser whose errors are one line, flags that may be given
-only once, list flags whose repeats add up, and value types that check numbers where they enter."""
+"""Shared argparse pieces for the subcommands: a parser whose errors are one line, list flags whose repeats add
+up, and value types that check numbers where they enter."""
 
 from __future__ import annotations
 
@@ -15,32 +15,11 @@ from typing import Any, NoReturn
 
 class OneLineParser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line, `ptdit CMD: error: ... (see ptdit CMD --help)`, exit status 2,
-    and on which a single-valued flag given twice is an error instead of silently keeping the last value."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.register("action", None, StoreOnce)
-        self.register("action", "store", StoreOnce)
+    without the usage block. (A single-valued flag given twice keeps the later value, as usual on command lines, so
+    a later option overrides an earlier one; list flags add up, see AccumulateList.)"""
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-class StoreOnce(argparse._StoreAction):
-    """argparse's `store`, but giving the same flag twice is an error naming both values."""
-
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: Any,
-        option_string: str | None = None,
-    ) -> None:
-        seen = namespace.__dict__.setdefault("_given_once", {})
-        if self.dest in seen and option_string is not None:
-            parser.error(f"{option_string} was given twice ({seen[self.dest]!r} and {values!r}); give it once")
-        seen[self.dest] = values
-        setattr(namespace, self.dest, values)
 
 
 class AccumulateList(argparse.Action):
@@ -114,7 +93,6 @@ def ptdit_command() -> str:
 __all__ = [
     "AccumulateList",
     "OneLineParser",
-    "StoreOnce",
     "finite_float",
     "nonnegative_int",
     "number",
