@@ -136,7 +136,10 @@ def check_output_dir(path: str | os.PathLike[str], *, flag: str = "--out", overw
 
 
 def check_writable(path: str | os.PathLike[str], flag: str = "--out") -> None:
-    """Raises PermissionError when neither `path` nor its nearest existing parent folder can be written."""
+    """Raises FileExistsError when `path` is a file, and PermissionError when neither `path` (a folder to be) nor
+    its nearest existing parent folder can be written."""
+    if Path(path).exists() and not Path(path).is_dir():
+        raise FileExistsError(f"{flag} {path} exists and is a file; choose a folder path")
     existing = Path(path).absolute()
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent

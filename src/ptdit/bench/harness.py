@@ -93,7 +93,8 @@ class BenchSettings:
             raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
         if self.device == "cuda" and not torch.cuda.is_available():
             raise ValueError(
-                "device 'cuda' needs a CUDA build of torch and a visible GPU (torch.cuda.is_available() is False)"
+                "device 'cuda' needs a CUDA build of torch and a visible GPU (torch.cuda.is_available() is False); "
+                "use --device cpu"
             )
 
 

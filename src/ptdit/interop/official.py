@@ -181,6 +181,8 @@ def convert_official(
     Returns:
         The checkpoint folder.
     """
+    if not Path(weights).is_file():
+        raise FileNotFoundError(f"weights file {weights} not found")
     if config is None:
         config = _metadata_config(weights)
     reference = read_json(config, what="reference config") if not isinstance(config, dict) else config
@@ -212,8 +214,11 @@ def _metadata_config(weights: str | os.PathLike[str]) -> dict[str, Any]:
 
     if Path(weights).suffix != ".safetensors":
         raise ValueError("pass --config: only .safetensors files can carry the reference config as metadata")
-    with safe_open(str(weights), "pt") as f:
-        metadata = f.metadata() or {}
+    try:
+        with safe_open(str(weights), "pt") as f:
+            metadata = f.metadata() or {}
+    except Exception as err:  # safetensors raises its own error types for every kind of damage
+        raise ValueError(f"weights file {weights} is corrupt or truncated ({err}); re-download it") from None
     if "num_attention_heads" not in metadata:
         raise ValueError(f"{weights} carries no reference config in its metadata; pass --config FILE")
     return metadata

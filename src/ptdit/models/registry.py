@@ -112,6 +112,11 @@ def read_checkpoint_config(checkpoint_dir: str | os.PathLike[str]) -> dict[str, 
     folder = Path(checkpoint_dir)
     if not folder.is_dir():
         raise FileNotFoundError(f"checkpoint folder {folder} not found (expected config.json + model.safetensors)")
+    if not (folder / CONFIG_NAME).is_file():
+        raise FileNotFoundError(
+            f"{folder} holds no config.json, so it is not a ptdit checkpoint (not found: a checkpoint folder, or a "
+            "training run folder with checkpoints/latest)"
+        )
     data = read_json(folder / CONFIG_NAME, what="checkpoint config")
     if not isinstance(data, dict) or "model" not in data:
         raise ValueError(f"{folder / CONFIG_NAME} has no 'model' section; is it a ptdit checkpoint?")
