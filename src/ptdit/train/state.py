@@ -31,8 +31,10 @@ from ptdit.train.ema import EMA
 EMA_NAME = "ema.safetensors"
 STATE_DIR = "training_state"
 LATEST = "latest"
-# Tests set PTDIT_FAULT_AT=POINT:STEP to kill the process with SIGKILL at a named point of step STEP's work
-# (docs/training.md#faults): step, save-written, save-renamed, save-pointer, prune.
+# Tests set PTDIT_FAULT_AT=POINT:STEP to kill the process with SIGKILL at a named point of step STEP's work, or
+# POINT:STEP:SIGNAL (e.g. step:3:SIGTERM) to send it that signal instead (docs/training.md#faults). Points: step
+# (after the optimizer update), save-written (checkpoint files written, folder not yet renamed into place),
+# save-renamed (before the `latest` pointer), save-pointer (before pruning), prune (an old folder half removed).
 FAULT_ENV = "PTDIT_FAULT_AT"
 
 
@@ -41,9 +43,12 @@ class CheckpointWriteError(OSError):
 
 
 def fault_point(point: str, step: int) -> None:
-    """Kills this process with SIGKILL when PTDIT_FAULT_AT names this point and step (a test hook)."""
-    if os.environ.get(FAULT_ENV) == f"{point}:{step}":
-        os.kill(os.getpid(), signal.SIGKILL)
+    """Sends this process SIGKILL (or the named signal) when PTDIT_FAULT_AT names this point and step (a test
+    hook; a no-op otherwise)."""
+    fault = os.environ.get(FAULT_ENV)
+    if fault and fault.startswith(f"{point}:{step}") and fault.split(":")[:2] == [point, str(step)]:
+        name = fault.split(":")[2] if fault.count(":") == 2 else "SIGKILL"
+        os.kill(os.getpid(), getattr(signal, name))
 
 
 def checkpoint_root(out_dir: str | os.PathLike[str]) -> Path:
