@@ -92,11 +92,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"ptdit {args.command}: error: {describe_user_error(err)}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
-            print(f"ptdit {args.command}: interrupted", file=sys.stderr)
+            kept = " (the last complete checkpoint is intact; continue with --resume)" if args.command == "train" else ""
+            print(f"ptdit {args.command}: interrupted{kept}", file=sys.stderr)
             return 130
         except Exception as err:
             if debug:
                 raise
+            if type(err).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError, without importing torch here
+                print(
+                    f"ptdit {args.command}: error: out of memory on the device (lower the batch size, resolution or "
+                    "frames, or use --dtype bf16 where the command has it)",
+                    file=sys.stderr,
+                )
+                return 2
             first = one_line(str(err).strip().splitlines()[0] if str(err).strip() else "")
             print(
                 f"ptdit {args.command}: internal error: {type(err).__name__}{': ' + first if first else ''} "
