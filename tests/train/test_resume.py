@@ -106,3 +106,13 @@ def test_only_rank_zero_prints_the_summary(monkeypatch, capsys, tmp_path):
     assert main(args) == 0 and capsys.readouterr().out == ""
     monkeypatch.setenv("RANK", "0")
     assert main(args) == 0 and "trained to step 2" in capsys.readouterr().out
+
+
+def test_fields_of_another_ptdit_version_are_not_changes():
+    saved = {"model": tiny_train_config().model_config().to_dict(), "train": tiny_train_config().to_dict()}
+    saved["model"]["a_field_from_an_older_version"] = 1
+    del saved["train"]["optim"]["min_lr_ratio"]  # a field this version added
+    assert config_changes(saved, tiny_train_config()) == ({}, {})
+    assert config_changes(saved, tiny_train_config("data.options.min_objects=1"))[1] == {
+        "data.options.min_objects": (None, 1)
+    }

@@ -92,7 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"ptdit {args.command}: error: {describe_user_error(err)}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
-            kept = " (the last complete checkpoint is intact; continue with --resume)" if args.command == "train" else ""
+            kept = (
+                " (the last complete checkpoint is intact; continue with --resume)" if args.command == "train" else ""
+            )
             print(f"ptdit {args.command}: interrupted{kept}", file=sys.stderr)
             return 130
         except Exception as err:

@@ -44,7 +44,9 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    keys = sorted(set(before) | set(after))
+    """Fields whose values differ. A field only one side knows (added or removed in another ptdit version) is not
+    a difference, except dataset options, whose keys are the user's."""
+    keys = sorted((set(before) & set(after)) | {k for k in set(before) | set(after) if k.startswith("data.options")})
     return {k: (before.get(k), after.get(k)) for k in keys if before.get(k) != after.get(k)}
 
 
