@@ -8,6 +8,8 @@ next to `model.safetensors`. The model section alone rebuilds the network.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -33,6 +35,91 @@ def _check_size3(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be three positive integers (frames, rows, cols), got {value!r}")
 
 
+# ------------------------------------------------------------------------------------------------------------------
+# Field checks shared by every config dataclass: values are checked where they enter (Python, YAML, JSON, --set)
+# ------------------------------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _field_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _union_args(hint: Any) -> tuple[Any, ...] | None:
+    return typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else None
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether `value` has the type `hint` names (ints are not bools, numbers are finite)."""
+    if hint is Any:
+        return True
+    if (options := _union_args(hint)) is not None:
+        return any(_fits(value, option) for option in options)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if hint is str:
+        return isinstance(value, str)
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_fits(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_fits(v, a) for v, a in zip(value, args, strict=True))
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    return True
+
+
+def _expected(hint: Any) -> str:
+    if (options := _union_args(hint)) is not None:
+        return " or ".join(_expected(option) for option in options)
+    names = {type(None): "null", bool: "true or false", int: "an integer", float: "a finite number", str: "text"}
+    if hint in names:
+        return names[hint]
+    if typing.get_origin(hint) is tuple:
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_expected(args[0])} values"
+        return f"a list of {len(args)} values ({', '.join(_expected(a) for a in args)})"
+    if typing.get_origin(hint) is dict or hint is dict:
+        return "a mapping"
+    return str(hint)
+
+
+def check_fields(config: Any, prefix: str = "") -> None:
+    """Raises ValueError naming the first field of a config dataclass whose value does not have its declared type:
+    integers are integers (not true/false or 2.5), numbers are finite (no NaN or infinity), flags are true/false,
+    text is text, and fixed-length lists have the right length."""
+    hints = _field_hints(type(config))
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if not _fits(value, hints[field.name]):
+            raise ValueError(f"{prefix}{field.name} must be {_expected(hints[field.name])}, got {value!r}")
+
+
+def check_range(
+    prefix: str, config: Any, names: tuple[str, ...], *, minimum: float = 0, above: bool = False, below: float = 0
+) -> None:
+    """Raises ValueError for the first of `names` (None values are skipped) that is < `minimum` (<= with
+    `above`), or >= `below` when `below` is given."""
+    for name in names:
+        value = getattr(config, name)
+        if value is None:
+            continue
+        if value < minimum or (above and value == minimum):
+            bound = f"> {minimum}" if above else f">= {minimum}"
+            raise ValueError(f"{prefix}{name} must be {bound}, got {value}")
+        if below and value >= below:
+            raise ValueError(f"{prefix}{name} must be in [{minimum}, {below}), got {value}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class _ModelConfig:
     """Fields and checks shared by every architecture."""
@@ -49,16 +136,16 @@ class _ModelConfig:
     norm_eps: float = 1e-6
 
     def __post_init__(self) -> None:
+        check_fields(self)
         for name in ("in_channels", "out_channels", "patch_size", "dim", "depth", "num_heads"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.dim % self.num_heads:
             raise ValueError(f"dim={self.dim} is not divisible by num_heads={self.num_heads}")
         if self.out_channels < self.in_channels:
             raise ValueError(f"out_channels={self.out_channels} must be >= in_channels={self.in_channels}")
-        if self.mlp_ratio <= 0:
-            raise ValueError(f"mlp_ratio must be positive, got {self.mlp_ratio}")
+        check_range("", self, ("mlp_ratio", "norm_eps"), above=True)
 
     @property
     def head_dim(self) -> int:
@@ -125,6 +212,7 @@ class PTDiTConfig(_ModelConfig):
             raise ValueError(f"num_classes must be >= 1 for class conditioning, got {self.num_classes}")
         if not 0.0 <= self.class_dropout_prob < 1.0:
             raise ValueError(f"class_dropout_prob must be in [0, 1), got {self.class_dropout_prob}")
+        check_range("", self, ("pe_interpolation_scale",), above=True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -186,13 +274,15 @@ class PipelineConfig:
     class_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
+        check_fields(self, "pipeline.")
+        check_range("pipeline.", self, ("shift_scale",), above=True)
         _check_choice("task", self.task, tuple(TASKS))
         _check_choice("objective", self.objective, OBJECTIVES)
         _check_choice("beta_schedule", self.beta_schedule, ("linear", "cosine"))
         for name in ("text_max_length", "steps", "height", "width", "frames", "fps"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"pipeline {name} must be a positive integer, got {value!r}")
+            if value < 1:
+                raise ValueError(f"pipeline.{name} must be a positive integer, got {value!r}")
         if self.window_size is not None:
             _check_size3("window_size", self.window_size)
         if TASKS[self.task].conditioning == "text" and not self.text_encoder:

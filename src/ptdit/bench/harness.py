@@ -93,7 +93,8 @@ class BenchSettings:
             raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
         if self.device == "cuda" and not torch.cuda.is_available():
             raise ValueError(
-                "device 'cuda' needs a CUDA build of torch and a visible GPU (torch.cuda.is_available() is False)"
+                "device 'cuda' needs a CUDA build of torch and a visible GPU (torch.cuda.is_available() is False); "
+                "use --device cpu"
             )
 
 
@@ -333,21 +334,39 @@ def run_benchmarks(
         names: preset names and/or `DIFFUSERS_PIXART`; ratios are taken against the first.
         resolutions: image sides in pixels.
         settings: shared settings (its `resolution` field is replaced by each of `resolutions`).
-        progress: show a tqdm bar; None = only when stderr is a terminal.
+        progress: show a tqdm bar; None = a bar on a terminal and one log line per run in a log or pipe.
     """
     from tqdm import tqdm
 
     settings.validate()
     if not names:
         raise ValueError("give at least one model")
+    check_jobs(names, resolutions, settings)
     jobs = [(r, n) for r in resolutions for n in names]
     rows = []
     show = sys.stderr.isatty() if progress is None else progress
-    for resolution, name in tqdm(jobs, desc="bench", unit="run", disable=not show):
+    for i, (resolution, name) in enumerate(tqdm(jobs, desc="bench", unit="run", disable=not show)):
+        if progress is None and not show:  # a log or pipe: one line per run, so long runs show they are alive
+            print(f"bench {i + 1}/{len(jobs)}: {name} at {resolution} px", file=sys.stderr, flush=True)
         run_settings = replace_settings(settings, resolution=resolution)
-        run_settings.validate()
         rows.append(bench_one(name, run_settings, reference_config(names, run_settings)))
     return add_ratios(rows)
+
+
+def check_jobs(names: Sequence[str], resolutions: Sequence[int], settings: BenchSettings) -> None:
+    """Checks every (model, resolution) before the first, possibly long, run: sizes, windows, frames."""
+    if DIFFUSERS_PIXART in names and settings.frames != 1:
+        raise ValueError(f"{DIFFUSERS_PIXART} is an image model; drop it for --frames {settings.frames}")
+    for resolution in resolutions:
+        run_settings = replace_settings(settings, resolution=resolution)
+        run_settings.validate()
+        for name in names:
+            config = (
+                reference_config(names, run_settings) if name == DIFFUSERS_PIXART else bench_config(name, run_settings)
+            )
+            token_grid(resolution, run_settings.frames, patch_size=config.patch_size)
+            if name != DIFFUSERS_PIXART:
+                model_window(config, resolution, run_settings.frames, run_settings.window)
 
 
 def replace_settings(settings: BenchSettings, **changes: Any) -> BenchSettings:

@@ -115,7 +115,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         "GFLOP/s: 2 x MAC"
     )
     header = (
-        f"{'res':>5} {'tokens':>6} {'model':<34} {'W':>3} {'D':>5} {'fwd ms':>9} {'train ms':>9} {'peak MB':>8} "
+        f"{'res':>5} {'tokens':>6} {'model':<34} {'D':>3} {'W':>5} {'fwd ms':>9} {'train ms':>9} {'peak MB':>8} "
         f"{'GMAC':>9} {'GFLOP/s':>8} {'t/t0':>6} {'f/f0':>6} {'realised':>8}"
     )
     print(header)

@@ -30,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--text-encoder", help="folder with T5 and its tokenizer (default: the config's text_encoder.from_pretrained)"
     )
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, help="output folder (new or empty)")
+    p.add_argument("--overwrite", action="store_true", help="replace a ptdit checkpoint already at --out")
     p.add_argument("--dtype", choices=("keep", "fp32", "bf16", "fp16"), default="keep", help="cast the weights")
     p.set_defaults(func=run)
 
@@ -39,7 +40,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ptdit.interop.official_pipeline import convert_official_pipeline, is_full_inference_config
+    from ptdit.io import check_output_dir
 
+    check_output_dir(args.out, overwrite=args.overwrite)
     dtype = {"keep": None, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
     if args.config and is_full_inference_config(args.config):
         out = convert_official_pipeline(

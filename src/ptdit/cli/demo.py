@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import time
 from dataclasses import dataclass
@@ -12,9 +13,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ptdit.cli.args import positive_float, positive_int, ptdit_command
+
 # Demo task -> its config (configs/demo-TASK.yaml) and the number of fixed prompts the oracle scores.
 DEMO_CONFIGS = {"t2i": "demo-t2i.yaml", "t2v": "demo-t2v.yaml", "t2mv": "demo-t2mv.yaml"}
 NUM_EVAL_PROMPTS = {"t2i": 48, "t2v": 16, "t2mv": 16}
+DEMO_MARKER = ".ptdit-demo"  # marks a folder `ptdit demo` made, and so may replace
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,9 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="t2i",
         help="t2i: shapes images; t2v: moving-shapes clips; t2mv: turntable views",
     )
-    p.add_argument("--minutes", type=float, default=5.0, help="training time budget")
-    p.add_argument("--out", help="run folder (default runs/demo, or runs/demo-TASK)")
-    p.add_argument("--processes", type=int, help="training processes (torchrun + DDP, one thread each); default 1")
+    p.add_argument("--minutes", type=positive_float, default=5.0, help="training time budget")
+    p.add_argument("--out", help="run folder (default runs/demo, or runs/demo-TASK); a previous demo there is replaced")
+    p.add_argument(
+        "--processes", type=positive_int, help="training processes (torchrun + DDP, one thread each); default 1"
+    )
     p.add_argument(
         "--set",
         dest="overrides",
@@ -92,17 +98,21 @@ def train_demo_model(
     task: str, *, minutes: float, out_dir: str | Path | None, overrides: list[str] | None, processes: int | None
 ) -> tuple[Any, Any, Path]:
     """Validates the demo's arguments (before touching any folder), then trains. Returns (config, result, out)."""
+    import torch
+
     from ptdit.eval.previews import write_sample_grid
+    from ptdit.io import check_writable
     from ptdit.train.config import load_train_config
+    from ptdit.train.distributed import DistInfo, check_device
     from ptdit.train.launch import train_in_processes
     from ptdit.train.loop import train
+    from ptdit.train.setup import build_dataset, check_batch
 
     if task not in DEMO_CONFIGS:
         raise ValueError(f"unknown demo task {task!r}; choose one of {sorted(DEMO_CONFIGS)}")
-    if minutes <= 0:
-        raise ValueError(f"--minutes must be positive, got {minutes}")
+    if not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes > 0):
+        raise ValueError(f"--minutes must be a positive number, got {minutes}")
     out = Path(out_dir or ("runs/demo" if task == "t2i" else f"runs/demo-{task}"))
-    _clear_previous_run(out)
     processes = default_processes() if processes is None else processes
     if processes < 1:
         raise ValueError(f"--processes must be >= 1, got {processes}")
@@ -110,6 +120,14 @@ def train_demo_model(
     if processes > 1:
         overrides += ["train.parallel=ddp", "train.num_threads=1"]
     cfg = load_train_config(config_path(DEMO_CONFIGS[task]), overrides)
+    check_batch(cfg, DistInfo(rank=0, world_size=processes, local_rank=0, device=torch.device("cpu")))
+    build_dataset(cfg)  # checks data.options
+    check_device(cfg.train.device)
+    check_writable(out)
+    # Everything is valid: only now is a previous demo run removed.
+    _clear_previous_run(out)
+    out.mkdir(parents=True)
+    (out / DEMO_MARKER).write_text("made by ptdit demo; `ptdit demo` may replace this folder\n")
     if processes == 1:
         return cfg, train(cfg, out, preview=write_sample_grid), out
     return cfg, train_in_processes(config_path(DEMO_CONFIGS[task]), overrides, out, processes), out
@@ -142,12 +160,23 @@ def demo_metrics(
 
 
 def _clear_previous_run(out: Path) -> None:
-    """A demo always starts from nothing; only a folder that looks like a previous run is removed."""
+    """A demo always starts from nothing, but only a folder that an earlier `ptdit demo` made is removed: one with
+    the demo's marker file or report. Anything else (another training run, other files) is refused."""
+    from ptdit.train.lock import check_not_busy
+
     if not out.exists():
         return
-    looks_like_run = (out / "checkpoints").is_dir() or (out / "metrics.jsonl").is_file()
-    if not looks_like_run and any(out.iterdir()):
-        raise ValueError(f"{out} exists and is not a ptdit run folder; choose another --out")
+    if not out.is_dir():
+        raise FileExistsError(f"--out {out} exists and is a file; choose another --out")
+    if not any(out.iterdir()):
+        out.rmdir()
+        return
+    if not ((out / DEMO_MARKER).is_file() or (out / "report.html").is_file()):
+        raise FileExistsError(
+            f"--out {out} exists and was not made by `ptdit demo` (a training run or other files); it is kept: "
+            "choose another --out, or remove it yourself"
+        )
+    check_not_busy(out)  # a demo still training there
     shutil.rmtree(out)
 
 
@@ -163,5 +192,5 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"report:  {result.report}")
     print(f"metrics: {result.out_dir / 'metrics.json'}")
-    print(f'sample more: ptdit sample --checkpoint {m["checkpoint"]} --prompt "{m["example_prompt"]}"')
+    print(f'sample more: {ptdit_command()} sample --checkpoint {m["checkpoint"]} --prompt "{m["example_prompt"]}"')
     return 0

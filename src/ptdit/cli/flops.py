@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from ptdit.cli.args import AccumulateList
@@ -50,7 +51,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=1, help="samples per forward pass")
     p.add_argument("--no-verify", action="store_true", help="skip the FlopCounterMode cross-check")
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per (model, resolution, frames)")
-    p.add_argument("--plot", metavar="FILE", help="write a PNG of forward GMACs against resolution")
+    p.add_argument(
+        "--plot",
+        metavar="PATH",
+        help="write a plot of forward GMACs against resolution: a .png/.svg/.pdf file, or a folder (flops.png in it)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --plot file")
     p.set_defaults(func=run)
 
 
@@ -67,6 +73,30 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--window sizes must be positive, got {args.window}")
     if args.text_tokens < 1 or args.batch < 1:
         raise ValueError(f"--text-tokens and --batch must be positive, got {args.text_tokens} and {args.batch}")
+
+
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def plot_path(given: str, overwrite: bool = False) -> Path:
+    """Where `--plot` writes: inside a folder as flops.png (flops-N.png if taken), else the file itself, which
+    must not exist yet unless `overwrite`."""
+    from ptdit.io import check_writable
+    from ptdit.optional import require
+
+    path = Path(given)
+    if path.is_dir() or given.endswith(("/", "\\")):
+        path = path / "flops.png"
+        n = 1
+        while path.exists():
+            path, n = path.with_name(f"flops-{n}.png"), n + 1
+    elif path.suffix.lower() not in PLOT_SUFFIXES:
+        raise ValueError(f"--plot {given}: give a file ending in {', '.join(PLOT_SUFFIXES)}, or an existing folder")
+    elif path.exists() and not overwrite:
+        raise FileExistsError(f"--plot {given} exists; pass --overwrite to replace it, or give another name")
+    check_writable(path.parent, "--plot")
+    require("matplotlib", "eval", purpose="--plot")
+    return path
 
 
 def compute_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -205,9 +235,11 @@ def write_plot(rows: list[dict[str, Any]], path: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _check_args(args)
+    plot = plot_path(args.plot, args.overwrite) if args.plot else None
     rows = compute_rows(args)
-    if args.plot:
-        write_plot(rows, args.plot)
+    if plot is not None:
+        plot.parent.mkdir(parents=True, exist_ok=True)
+        write_plot(rows, str(plot))
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -215,6 +247,6 @@ def run(args: argparse.Namespace) -> int:
     print_attention_split(rows)
     print_crossover(args)
     print_eq4()
-    if args.plot:
-        print(f"\nwrote {args.plot}")
+    if plot is not None:
+        print(f"\nwrote {plot}")
     return 0

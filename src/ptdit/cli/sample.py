@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ptdit.cli.args import finite_float
 from ptdit.optional import optional
 
 
@@ -27,14 +28,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--negative-prompt", help="negative prompt for classifier-free guidance (default: empty)")
     p.add_argument("--class-label", type=int, action="append", default=[], help="class label (class models)")
     p.add_argument("--steps", type=int, help="sampling steps")
-    p.add_argument("--cfg", type=float, help="classifier-free guidance scale (1 = off)")
+    p.add_argument("--cfg", type=finite_float, help="classifier-free guidance scale (1 = off)")
     p.add_argument("--sampler", help="flow-euler | flow-heun | ddim | dpmpp-2m")
     p.add_argument("--seed", type=int, default=0, help="sample i uses seed + i")
     p.add_argument("--height", type=int, help="pixel height")
     p.add_argument("--width", type=int, help="pixel width")
     p.add_argument("--frames", type=int, help="pixel frames (views for multi-view checkpoints)")
     p.add_argument("--batch-size", type=int, default=4, help="samples per forward batch")
-    p.add_argument("--out", default="samples", help="output folder")
+    p.add_argument(
+        "--out", default="samples", help="output folder; earlier samples there are kept (numbering continues)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="number from 000 again, replacing earlier samples")
     p.add_argument("--text-encoder", help="override the checkpoint's text encoder (folder or hub id)")
     p.add_argument("--vae", help="override the checkpoint's VAE (folder, hub id or 'identity')")
     p.add_argument("--weights", choices=("auto", "ema", "model"), default="auto", help="which weights to load")
@@ -71,6 +75,7 @@ def quiet_hub_progress_bars() -> None:
 
 
 def check_args(args: argparse.Namespace) -> None:
+    from ptdit.io import check_device, check_writable
     from ptdit.sampling.solvers import SAMPLERS
 
     if args.steps is not None and args.steps < 1:
@@ -83,6 +88,20 @@ def check_args(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name} must be positive, got {value}")
+    check_device(args.device, "--device")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} exists and is a file; give a folder for the samples")
+    check_writable(out)
+
+
+def check_media(pipe: Any, args: argparse.Namespace) -> None:
+    """--frames > 1 needs a checkpoint trained on clips or views, not on images."""
+    if args.frames is not None and args.frames > 1 and pipe.config.frames == 1:
+        raise ValueError(
+            f"--frames {args.frames}: this {pipe.config.task} checkpoint generates single images (it was trained with "
+            "frames=1); use a video or multi-view checkpoint, or leave out --frames"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         args.checkpoint, weights=weights, text_encoder=args.text_encoder, vae=args.vae, device=args.device,
         dtype=dtype, load=(),
     )  # fmt: skip
+    check_media(pipe, args)
     req = pipe.request(args.height, args.width, args.frames)
     items = sample_items(pipe, args, prompts)
     initial = read_latents(args.latents, len(items), req) if args.latents else None
@@ -120,8 +140,8 @@ def run(args: argparse.Namespace) -> int:
     # 3. Write files with their metadata.
     media = get_task(cfg.task).media if req.frames > 1 else "image"
     records = sample_records(pipe, args, items, req, settings)
-    written = write_samples(pixels, Path(args.out), records, kind=media, fps=cfg.fps)
-    print(f"wrote {len(items)} {media} sample(s) to {args.out}/ ({len(written)} files; grid: {args.out}/grid.png)")
+    written = write_samples(pixels, Path(args.out), records, kind=media, fps=cfg.fps, overwrite=args.overwrite)
+    print(f"wrote {len(items)} {media} sample(s) to {args.out}/ ({len(written)} files; grid: {written[-1]})")
     return 0
 
 

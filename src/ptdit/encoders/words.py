@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 
 MODEL_TYPE = "ptdit-words"
+WORD = re.compile(r"[^\W_]+")  # a word: letters and digits of any script (ASCII captions split as [a-z0-9]+)
+SKIPPED = re.compile(r"[\s!-/:-@\[-`{-~]+")  # whitespace and ASCII punctuation separate words silently
 SPECIAL_TOKENS = ("<pad>", "</s>", "<unk>")
 
 
@@ -88,10 +90,11 @@ class WordTextEncoder:
         if isinstance(prompts, str):
             raise TypeError("prompts must be a list of strings, not a single string")
         ids = torch.zeros(len(prompts), self.max_length, dtype=torch.long)
-        unknown, truncated = set(), 0
+        unknown, dropped, truncated = set(), set(), 0
         for b, prompt in enumerate(prompts):
-            words = re.findall(r"[a-z0-9]+", prompt.lower())
+            words = WORD.findall(prompt.lower())
             unknown.update(w for w in words if w not in self.tokens)
+            dropped.update(SKIPPED.sub("", WORD.sub("", prompt)))
             if len(words) > self.max_length - 1:
                 truncated += 1
                 words = words[: self.max_length - 1]
@@ -99,6 +102,11 @@ class WordTextEncoder:
             ids[b, : len(row)] = torch.tensor(row)
         if unknown:
             warnings.warn(f"words not in the vocabulary (encoded as <unk>): {sorted(unknown)[:10]}", stacklevel=3)
+        if dropped:
+            warnings.warn(
+                f"the word encoder reads only letters and digits; ignored these characters: {''.join(sorted(dropped))}",
+                stacklevel=3,
+            )
         if truncated:
             warnings.warn(
                 f"{truncated} prompt(s) exceed max_length={self.max_length} tokens and were truncated", stacklevel=3

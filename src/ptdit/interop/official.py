@@ -187,6 +187,8 @@ def convert_official(
     Returns:
         The checkpoint folder.
     """
+    if not Path(weights).is_file():
+        raise FileNotFoundError(f"weights file {weights} not found")
     if config is None:
         config = _metadata_config(weights)
     reference = read_json(config, what="reference config") if not isinstance(config, dict) else config
@@ -202,10 +204,22 @@ def convert_official(
     expected = {k: v.shape for k, v in model.state_dict().items()}
     state = unwrap_state_dict(load_state_dict_file(weights), set(expected))
     check_state_dict(expected, state, str(weights))
+    check_finite(state, str(weights))
     if dtype is not None:
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     model.load_state_dict(state, strict=True, assign=True)
     return save_model(model, out_dir, pipeline=RELEASED_PIPELINE.to_dict())
+
+
+def check_finite(state: dict[str, torch.Tensor], source: str) -> None:
+    """Raises ValueError naming the tensors that hold NaN or infinite values (a damaged or diverged file)."""
+    bad = sorted(k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise ValueError(
+            f"weights file {source} holds NaN or infinite values in {len(bad)} tensor(s) ({shown}); the file is "
+            "damaged or from a diverged run: re-download it or use another checkpoint"
+        )
 
 
 def _metadata_config(weights: str | os.PathLike[str]) -> dict[str, Any]:
@@ -213,8 +227,11 @@ def _metadata_config(weights: str | os.PathLike[str]) -> dict[str, Any]:
 
     if Path(weights).suffix != ".safetensors":
         raise ValueError("pass --config: only .safetensors files can carry the reference config as metadata")
-    with safe_open(str(weights), "pt") as f:
-        metadata = f.metadata() or {}
+    try:
+        with safe_open(str(weights), "pt") as f:
+            metadata = f.metadata() or {}
+    except Exception as err:  # safetensors raises its own error types for every kind of damage
+        raise ValueError(f"weights file {weights} is corrupt or truncated ({err}); re-download it") from None
     if "num_attention_heads" not in metadata:
         raise ValueError(f"{weights} carries no reference config in its metadata; pass --config FILE")
     return metadata

@@ -8,8 +8,18 @@ from __future__ import annotations
 import torch
 
 
-def check_latents(x: torch.Tensor, in_channels: int) -> None:
-    """Raises ValueError unless `x` is (B, in_channels, F, H, W)."""
+def check_latents(x: torch.Tensor, in_channels: int, dtype: torch.dtype | None = None) -> None:
+    """Raises ValueError unless `x` is (B, in_channels, F, H, W), and TypeError unless it is a floating tensor of
+    float32 or the weights' `dtype` (other dtypes are a mistake, not something to cast silently)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"latents must be a torch.Tensor (B, C, F, H, W), got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"latents must be floating point, got {x.dtype}; pass x.float()")
+    if dtype is not None and x.dtype not in (dtype, torch.float32):
+        raise TypeError(
+            f"latents are {x.dtype} but the model's weights are {dtype}; pass float32 latents (x.float()) or "
+            f"convert the model first (model.to({dtype}))"
+        )
     if x.dim() != 5:
         hint = " (for images add a frame axis: x[:, :, None])" if x.dim() == 4 else ""
         raise ValueError(f"latents must be (B, C, F, H, W), got shape {tuple(x.shape)}{hint}")
@@ -19,11 +29,15 @@ def check_latents(x: torch.Tensor, in_channels: int) -> None:
 
 def expand_timesteps(t: torch.Tensor | float, batch_size: int, device: torch.device) -> torch.Tensor:
     """Scalar, (1,) or (B,) network times -> (B,) float32 on `device`; each sample may have its own time."""
-    t_B = torch.as_tensor(t, dtype=torch.float32, device=device).flatten()
+    given = torch.as_tensor(t, dtype=torch.float32, device=device)
+    t_B = given.flatten()
     if t_B.numel() == 1:
         return t_B.expand(batch_size)
-    if t_B.numel() != batch_size:
-        raise ValueError(f"timestep must be a scalar or have one entry per sample ({batch_size}), got {t_B.numel()}")
+    if given.dim() != 1 or t_B.numel() != batch_size:
+        raise ValueError(
+            f"timestep must be a scalar or have one entry per sample, shape ({batch_size},); "
+            f"got shape {tuple(given.shape)}"
+        )
     return t_B
 
 
@@ -31,6 +45,9 @@ def check_context(context: torch.Tensor | None, context_dim: int, batch_size: in
     """Raises ValueError unless `context` is (B, S, context_dim)."""
     if context is None:
         raise ValueError("this model is text-conditional: pass context (B, S, C_text) and context_mask (B, S)")
+    if not isinstance(context, torch.Tensor) or not context.is_floating_point():
+        got = context.dtype if isinstance(context, torch.Tensor) else type(context).__name__
+        raise TypeError(f"context must be a floating-point torch.Tensor (B, S, C_text), got {got}")
     if context.dim() != 3 or context.shape[0] != batch_size or context.shape[2] != context_dim:
         raise ValueError(f"context must be (B={batch_size}, S, {context_dim}), got shape {tuple(context.shape)}")
     return context

@@ -158,7 +158,7 @@ class DiT(nn.Module):
     ) -> torch.Tensor:
         """(B, C_in, F, H, W) latents, (B,) times in [0, 1000], (B,) labels -> (B, C_out, F, H, W) float32."""
         cfg = self.config
-        check_latents(x, cfg.in_channels)
+        check_latents(x, cfg.in_channels, self.final_layer.linear.weight.dtype)
         if context is not None or window_size is not None:
             raise ValueError("DiT is class-conditional with global attention: it takes no context or window_size")
         B, dtype = x.shape[0], self.final_layer.linear.weight.dtype

@@ -78,7 +78,7 @@ class PixArtAlpha(nn.Module):
     ) -> torch.Tensor:
         """(B, C_in, F, H, W) latents, (B,) times in [0, 1000], (B, S, E) captions -> (B, C_out, F, H, W)."""
         cfg = self.config
-        check_latents(x, cfg.in_channels)
+        check_latents(x, cfg.in_channels, self.proj_out.weight.dtype)
         if class_labels is not None or window_size is not None:
             raise ValueError("PixArt-alpha is text-conditional with global attention: no class_labels or window_size")
         B, dtype = x.shape[0], self.proj_out.weight.dtype

@@ -107,9 +107,9 @@ class PTDiT(nn.Module):
             (B, C_out, F, H, W) float32; channels [0, C_in) are the prediction.
         """
         cfg = self.config
-        check_latents(x, cfg.in_channels)
-        B = x.shape[0]
         dtype = self.proj_out.weight.dtype
+        check_latents(x, cfg.in_channels, dtype)
+        B = x.shape[0]
         layout = self.layout(x.shape, window_size)
         x_BMWD = layout.partition(self.pos_embed(x.to(dtype)))  # (B, M, W, D)
 

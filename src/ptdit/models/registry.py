@@ -11,7 +11,15 @@ import torch
 from torch import nn
 
 from ptdit.config import ModelConfig, config_from_dict, replace
-from ptdit.io import CONFIG_NAME, WEIGHTS_NAME, atomic_directory, load_safetensors, read_json, write_json
+from ptdit.io import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    atomic_directory,
+    check_output_dir,
+    load_safetensors,
+    read_json,
+    write_json,
+)
 from ptdit.models.dit import DiT
 from ptdit.models.pixart import PixArtAlpha
 from ptdit.models.ptdit import PTDiT
@@ -66,9 +74,15 @@ def checkpoint_config(config: ModelConfig, pipeline: dict[str, Any] | None = Non
 
 
 def save_model(model: nn.Module, out_dir: str | os.PathLike[str], *, pipeline: dict[str, Any] | None = None) -> Path:
-    """Writes `config.json` + `model.safetensors` atomically (a crash never leaves a half-written folder)."""
+    """Writes `config.json` + `model.safetensors` atomically (a crash never leaves a half-written folder).
+
+    `out_dir` may be new, empty, or an existing ptdit checkpoint (its two files are replaced, anything else in it
+    is kept). A file, or a folder holding other things, is refused with FileExistsError: nothing unrelated is
+    ever overwritten or deleted.
+    """
     from safetensors.torch import save_file
 
+    check_output_dir(out_dir, flag="checkpoint folder", overwrite=True)
     model = _unwrap(model)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     with atomic_directory(out_dir) as tmp:
@@ -98,11 +112,36 @@ def read_checkpoint_config(checkpoint_dir: str | os.PathLike[str]) -> dict[str, 
     folder = Path(checkpoint_dir)
     if not folder.is_dir():
         raise FileNotFoundError(f"checkpoint folder {folder} not found (expected config.json + model.safetensors)")
+    if not (folder / CONFIG_NAME).is_file():
+        raise FileNotFoundError(
+            f"{folder} holds no config.json, so it is not a ptdit checkpoint (not found: a checkpoint folder, or a "
+            "training run folder with checkpoints/latest)"
+        )
     data = read_json(folder / CONFIG_NAME, what="checkpoint config")
     if not isinstance(data, dict) or "model" not in data:
         raise ValueError(f"{folder / CONFIG_NAME} has no 'model' section; is it a ptdit checkpoint?")
     config_from_dict(data["model"])  # validates
     return data
+
+
+def check_model_weights(checkpoint_dir: str | os.PathLike[str], weights: str = WEIGHTS_NAME) -> None:
+    """Checks, without reading any tensor data, that `weights` is a readable safetensors file whose keys and
+    shapes fit the checkpoint's network. Lets callers that load the network late fail before any other work."""
+    from safetensors import safe_open
+
+    folder = Path(checkpoint_dir)
+    config = config_from_dict(read_checkpoint_config(folder)["model"])
+    path = folder / weights
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} not found")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            shapes = {k: torch.empty(handle.get_slice(k).get_shape(), device="meta") for k in handle.keys()}  # noqa: SIM118
+    except Exception as err:  # safetensors raises its own error types for every kind of damage
+        raise ValueError(f"weights file {path} is corrupt or truncated ({err}); re-download or re-create it") from None
+    with torch.device("meta"):
+        model = MODEL_CLASSES[config.arch](config)
+    check_state_dict({k: v.shape for k, v in model.state_dict().items()}, shapes, str(path))
 
 
 def check_state_dict(expected: dict[str, torch.Size], given: dict[str, torch.Tensor], source: str) -> None:

@@ -97,20 +97,36 @@ def slug(text: str, max_len: int = 40) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:max_len] or "sample"
 
 
+def first_free_index(out_dir: Path) -> int:
+    """One more than the highest sample number (`NNN-...`) in `out_dir`; 0 for a new or empty folder."""
+    numbers = [int(m.group(1)) for p in out_dir.glob("*") if (m := re.match(r"(\d{3,})-", p.name))]
+    return max(numbers) + 1 if numbers else 0
+
+
 def write_samples(
-    pixels_BCFHW: torch.Tensor, out_dir: Path, records: list[dict[str, Any]], *, kind: str, fps: int
+    pixels_BCFHW: torch.Tensor,
+    out_dir: Path,
+    records: list[dict[str, Any]],
+    *,
+    kind: str,
+    fps: int,
+    overwrite: bool = False,
 ) -> list[Path]:
-    """Writes each sample and its JSON sidecar, plus a grid PNG; returns the written paths.
+    """Writes each sample and its JSON sidecar, plus a grid PNG (the last path returned); returns the written paths.
 
     kind: "image" (one PNG each), "video" (MP4 + GIF + contact sheet) or "multiview" (row of views + turntable
     GIF). `records[i]` is the metadata of sample i (prompt, seed, steps, cfg, sampler, checkpoint, ...).
+    Earlier files in `out_dir` are never replaced unless `overwrite`: numbering continues after the highest
+    sample number there, and the grid is then `grid-NNN.png` (NNN: its first sample).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
+    first = 0 if overwrite else first_free_index(out_dir)
+    grid = "grid.png" if overwrite or (first == 0 and not (out_dir / "grid.png").exists()) else f"grid-{first:03d}.png"
     written: list[Path] = []
     firsts = []
     for i, (pixels, record) in enumerate(zip(pixels_BCFHW, records, strict=True)):
         frames = to_uint8_frames(pixels)
-        stem = f"{i:03d}-{slug(str(record.get('prompt') or record.get('class_label') or 'sample'))}"
+        stem = f"{first + i:03d}-{slug(str(record.get('prompt') or record.get('class_label') or 'sample'))}"
         text = {k: v for k, v in record.items() if v is not None}
         if kind == "image":
             written.append(save_png(out_dir / f"{stem}.png", frames[0], text))
@@ -131,7 +147,7 @@ def write_samples(
             )
         written.append(sidecar)
         firsts.append(frames[0])
-    written.append(save_png(out_dir / "grid.png", image_grid(firsts)))
+    written.append(save_png(out_dir / grid, image_grid(firsts)))
     return written
 
 

@@ -113,7 +113,7 @@ class GenerationPipeline:
         from ptdit.config import config_from_dict
         from ptdit.encoders import load_text_encoder as load_text
         from ptdit.encoders import load_vae
-        from ptdit.models.registry import load_model, read_checkpoint_config
+        from ptdit.models.registry import check_model_weights, load_model, read_checkpoint_config
 
         folder = resolve_checkpoint(checkpoint)
         data = read_checkpoint_config(folder)
@@ -134,6 +134,8 @@ class GenerationPipeline:
         if get_task(config.task).conditioning != "text":
             loaders.pop("text_encoder")
         model_config = config_from_dict(data["model"])
+        if "model" not in load:
+            check_model_weights(folder, weights)  # a damaged file fails now, not after the text encoder ran
         pipe = cls(
             None, config, load_vae(vae or resolve(config.vae), device=device, dtype=dtype), model_config=model_config
         )

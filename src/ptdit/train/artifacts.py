@@ -14,9 +14,16 @@ from ptdit.optional import optional
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl (a last line cut short by a kill is skipped)."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return [r for r in records if isinstance(r, dict)]
 
 
 def plot_loss_curve(metrics_path: Path, out_png: Path) -> Path | None:

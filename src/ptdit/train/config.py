@@ -7,6 +7,7 @@ raise a ValueError naming the valid ones.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import typing
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ptdit.config import ModelConfig, PipelineConfig, _coerce, config_from_dict
+from ptdit.config import ModelConfig, PipelineConfig, _coerce, check_fields, check_range, config_from_dict
 from ptdit.presets.models import get_preset
 
 
@@ -27,6 +28,11 @@ class DataConfig:
     seed: int = 0
     num_workers: int = 0  # DataLoader worker processes (0: load in the training process)
     options: dict[str, Any] = field(default_factory=dict)  # dataset-specific, e.g. max_objects, frames, views
+
+    def __post_init__(self) -> None:
+        check_fields(self, "data.")
+        check_range("data.", self, ("size",), minimum=1)
+        check_range("data.", self, ("num_workers",))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,12 +51,16 @@ class OptimConfig:
     grad_accum: int = 1  # micro-batches per optimizer step
 
     def __post_init__(self) -> None:
-        if self.lr <= 0 or self.eps <= 0 or self.weight_decay < 0 or self.grad_clip < 0:
-            raise ValueError(f"optim: lr, eps must be > 0 and weight_decay, grad_clip >= 0, got {self}")
+        check_fields(self, "optim.")
+        check_range("optim.", self, ("lr", "eps"), above=True)
+        check_range("optim.", self, ("weight_decay", "grad_clip", "warmup_steps"))
+        check_range("optim.", self, ("grad_accum",), minimum=1)
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"optim.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if not all(0 <= beta < 1 for beta in self.betas):
+            raise ValueError(f"optim.betas must both be in [0, 1), got {list(self.betas)}")
         if self.schedule not in ("constant", "cosine"):
             raise ValueError(f"optim.schedule must be 'constant' or 'cosine', got {self.schedule!r}")
-        if self.grad_accum < 1 or self.warmup_steps < 0:
-            raise ValueError(f"optim.grad_accum must be >= 1 and warmup_steps >= 0, got {self}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,14 +88,18 @@ class RunConfig:
     num_threads: int | None = None  # torch CPU threads per process (None: torch's default)
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.max_steps < 0 or self.log_every < 1 or self.keep_last < 1:
-            raise ValueError(f"train: batch_size, log_every, keep_last must be >= 1 and max_steps >= 0, got {self}")
+        check_fields(self, "train.")
+        positive = ("batch_size", "log_every", "keep_last", "checkpoint_every", "num_sample_prompts", "sample_steps")
+        check_range("train.", self, (*positive, "num_threads"), minimum=1)
+        check_range("train.", self, ("max_steps", "sample_every"))
+        check_range("train.", self, ("max_minutes",), above=True)
+        check_range("train.", self, ("caption_dropout", "ema_decay"), below=1)
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"train.device must be 'cpu' or 'cuda', got {self.device!r}")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"train.precision must be 'fp32' or 'bf16', got {self.precision!r}")
         if self.parallel not in ("ddp", "fsdp"):
             raise ValueError(f"train.parallel must be 'ddp' or 'fsdp', got {self.parallel!r}")
-        if not 0 <= self.caption_dropout < 1 or not 0 <= self.ema_decay < 1:
-            raise ValueError("train.caption_dropout and train.ema_decay must be in [0, 1)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,47 +140,70 @@ def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
     unknown = sorted(set(data) - {"model", *_SECTIONS})
     if unknown:
         raise ValueError(f"unknown config sections {unknown}; valid: ['model', {', '.join(map(repr, _SECTIONS))}]")
-    if "model" not in data:
-        raise ValueError("the config needs a 'model' section (e.g. model: {preset: PT-DiT/Tiny})")
+    if not isinstance(data.get("model"), dict):
+        raise ValueError("the config needs a 'model' section mapping (e.g. model: {preset: PT-DiT/Tiny})")
     cfg = TrainConfig(model=dict(data["model"]), **{k: _section(c, data.get(k, {}), k) for k, c in _SECTIONS.items()})
     cfg.model_config()  # validates the model section now, not at the first step
     return cfg
 
 
-def _parse_value(text: str) -> Any:
+def _parse_value(key: str, text: str) -> Any:
     import yaml
 
-    return yaml.safe_load(text)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ValueError(
+            f"--set {key}={text}: the value is not valid YAML (quote text, write lists as [1, 2])"
+        ) from None
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Applies `section.key=value` overrides (values parsed as YAML scalars / lists) to a config mapping."""
-    data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    """Applies `section.key=value` overrides (values parsed as YAML scalars / lists) to a copy of a config mapping."""
+    data = copy.deepcopy(data)
     for item in overrides:
         if "=" not in item:
             raise ValueError(f"--set expects key=value (e.g. optim.lr=1e-4), got {item!r}")
         key, value = item.split("=", 1)
-        parts = key.strip().split(".")
-        if len(parts) < 2:
+        key = key.strip()
+        parts = key.split(".")
+        if len(parts) < 2 or not all(parts):
             raise ValueError(f"--set key must be section.key (e.g. train.max_steps), got {key!r}")
-        node = data.setdefault(parts[0], {})
-        for part in parts[1:-1]:
+        node = data
+        for depth, part in enumerate(parts[:-1]):
             node = node.setdefault(part, {})
-        node[parts[-1]] = _parse_value(value)
+            if not isinstance(node, dict):
+                where = ".".join(parts[: depth + 1])
+                raise ValueError(f"--set {key}: {where} is a value, not a section; use --set {where}=VALUE")
+        node[parts[-1]] = _parse_value(key, value)
     return data
+
+
+def _read_yaml(path: Path) -> Any:
+    """The parsed file; errors name the file and, for YAML syntax errors, the line and column."""
+    import yaml
+
+    if path.is_dir():
+        raise ValueError(f"config {path} is a folder; give a config file, e.g. configs/demo-t2i.yaml")
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} not found (see the configs/ folder)")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"config file {path} is not UTF-8 text; give a YAML or JSON config file") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ValueError(f"config file {path} is not valid YAML{where}: {problem} (fix that line)") from None
 
 
 def load_train_config(path: str | os.PathLike[str], overrides: list[str] | None = None) -> TrainConfig:
     """Reads a YAML or JSON config file and applies `--set` overrides."""
-    import yaml
-
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {path} not found (see the configs/ folder)")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ValueError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    data = _read_yaml(path)
+    if data is None:
+        data = {}
     if not isinstance(data, dict):
-        raise ValueError(f"config file {path} must hold a mapping of sections")
+        raise ValueError(f"config file {path} must hold a mapping of sections (model, pipeline, data, optim, train)")
     return train_config_from_dict(apply_overrides(data, overrides or []))

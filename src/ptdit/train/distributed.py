@@ -32,19 +32,27 @@ class DistInfo:
         return self.world_size > 1
 
 
+def check_device(device: str) -> None:
+    """Raises ValueError unless `device` ('cpu' or 'cuda') is usable on this machine."""
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"train.device must be 'cpu' or 'cuda', got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            "train.device is 'cuda' but no CUDA device is available (a CPU-only torch build, or no visible GPU); "
+            "use --set train.device=cpu"
+        )
+
+
 def setup_distributed(device: str = "cpu") -> DistInfo:
     """Initialises the process group when launched by torchrun (WORLD_SIZE > 1); a no-op otherwise."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    check_device(device)
     if device == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("train.device is 'cuda' but no CUDA device is available; use train.device=cpu")
         torch.cuda.set_device(local_rank)
         dev = torch.device("cuda", local_rank)
-    elif device == "cpu":
-        dev = torch.device("cpu")
     else:
-        raise ValueError(f"train.device must be 'cpu' or 'cuda', got {device!r}")
+        dev = torch.device("cpu")
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
         if dev.type == "cpu":  # share the cores between the processes instead of oversubscribing them

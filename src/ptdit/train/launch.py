@@ -38,8 +38,10 @@ def train_in_processes(config: Path, overrides: list[str], out: Path, processes:
     if code != 0:
         raise ValueError(f"training failed (exit code {code}); see the messages above")
     folder = latest_checkpoint(out)
+    if folder is None:
+        raise ValueError(f"training wrote no checkpoint under {out}; see the messages above")
     progress = json.loads((folder / STATE_DIR / "progress.json").read_text())
-    losses = [r["loss"] for r in read_metrics(out / "metrics.jsonl")]
+    losses = [r["loss"] for r in read_metrics(out / "metrics.jsonl") if "loss" in r]
     return TrainResult(
         out_dir=out,
         steps=progress["step"],

@@ -41,6 +41,27 @@ class MetricsWriter:
             self.tensorboard.close()
 
 
+def truncate_metrics(out_dir: Path, step: int) -> float:
+    """Keeps the records of `metrics.jsonl` up to `step` (a resumed run rewrites the later ones, so no step is
+    repeated) and drops a line cut short by a kill. Returns the last kept loss (NaN when there is none)."""
+    path = out_dir / "metrics.jsonl"
+    if not path.is_file():
+        return float("nan")
+    kept, last_loss = [], float("nan")
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("step", 0) <= step:
+            kept.append(line)
+            last_loss = record.get("loss", last_loss)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(f"{line}\n" for line in kept))
+    tmp.replace(path)
+    return last_loss
+
+
 class ProgressBar:
     """tqdm bar with step, loss, samples/s and ETA; a plain log line per ~5% when stderr is not a terminal."""
 

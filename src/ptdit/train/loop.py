@@ -7,20 +7,42 @@ using samples [s B, (s + 1) B). So a resumed run equals an uninterrupted one, on
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import sys
+import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ptdit.io import CONFIG_NAME, check_writable, read_json
 from ptdit.train.config import TrainConfig
 from ptdit.train.distributed import DistInfo, all_reduce_sum, setup_distributed, teardown_distributed
-from ptdit.train.logging import RunLog
+from ptdit.train.lock import LOCK_NAME, RunLock
+from ptdit.train.logging import RunLog, truncate_metrics
+from ptdit.train.resume import check_resume_config, describe
 from ptdit.train.setup import build_dataset, build_loader, build_network, build_state, build_text_encoder, check_batch
-from ptdit.train.state import latest_checkpoint, load_training_checkpoint, save_training_checkpoint, step_folder
+from ptdit.train.state import (
+    CheckpointWriteError,
+    fault_point,
+    latest_checkpoint,
+    load_training_checkpoint,
+    remove_interrupted_saves,
+    save_training_checkpoint,
+    step_folder,
+)
 from ptdit.train.step import NonFiniteLossError, TrainState, train_step
+from ptdit.train.stopping import StopRequests
+
+# What a run folder holds; `train --out` refuses a non-empty folder with anything else.
+RUN_ENTRIES = {
+    "checkpoints", "metrics.jsonl", "loss.png", "samples", "tensorboard", "text_encoder", LOCK_NAME,
+    ".metrics.jsonl.tmp", ".loss.png.tmp.png", "metrics.json", "report.html", ".ptdit-demo",
+}  # fmt: skip
 
 # preview(state, pipeline settings, png path): writes a sample grid of the EMA model (see ptdit.eval.previews).
 PreviewFn = Callable[[TrainState, dict[str, Any], Path], Any]
@@ -28,12 +50,18 @@ PreviewFn = Callable[[TrainState, dict[str, Any], Path], Any]
 
 @dataclass(frozen=True)
 class TrainResult:
+    """What a `train` call did. `stopped_by` says why it stopped before the stop step: "max_minutes", a signal
+    name ("SIGINT", "SIGTERM"), or None when it reached the stop step."""
+
     out_dir: Path
     steps: int
     samples_seen: int
     train_seconds: float
     final_loss: float
     checkpoint: Path | None
+    start_step: int = 0
+    stop_step: int = 0
+    stopped_by: str | None = None
 
 
 def train(
@@ -44,18 +72,24 @@ def train(
     stop_at: int | None = None,
     show_progress: bool = True,
     preview: PreviewFn | None = None,
+    allow_config_change: bool = False,
 ) -> TrainResult:
     """Trains from `cfg`, writing checkpoints, metrics and samples under `out_dir`.
 
     Args:
         cfg: the validated configuration.
-        out_dir: run folder (checkpoints/, metrics.jsonl, loss.png, samples/).
-        resume: continue from `out_dir/checkpoints/latest`.
+        out_dir: run folder (checkpoints/, metrics.jsonl, loss.png, samples/). One training at a time writes
+            into it (a lock refuses a second one).
+        resume: continue from `out_dir/checkpoints/latest`. A different model or task is refused; settings that
+            change the numbers (batch, data, optimizer, ...) need `allow_config_change`.
         stop_at: stop after this many total steps (default train.max_steps; the LR schedule always spans
             train.max_steps, so stopping early and resuming reproduces an uninterrupted run).
         show_progress: progress bar on rank 0 (a log line per interval when stderr is not a terminal).
         preview: writes the EMA sample grid every `train.sample_every` steps; `ptdit train` passes
             `ptdit.eval.previews.write_sample_grid`. None writes no grids.
+        allow_config_change: resume although settings that change the numbers differ (recorded in metrics.jsonl).
+
+    SIGINT / SIGTERM finish the current step, write a checkpoint and return (`stopped_by` names the signal).
     """
     if cfg.train.num_threads is not None:
         torch.set_num_threads(cfg.train.num_threads)
@@ -67,11 +101,73 @@ def train(
         )
     info = setup_distributed(cfg.train.device)
     try:
-        return _train(
-            cfg, Path(out_dir), info, resume=resume, stop_at=stop_at, show_progress=show_progress, preview=preview
-        )
+        run = _prepare(cfg, Path(out_dir), info, resume=resume, allow_config_change=allow_config_change)
+        stop = cfg.train.max_steps if stop_at is None else min(stop_at, cfg.train.max_steps)
+        with _run_folder(run.out, info), StopRequests(announce=info.is_main) as signals:
+            return _train(run, info, stop=stop, show_progress=show_progress, preview=preview, signals=signals)
     finally:
         teardown_distributed()
+
+
+@dataclass
+class _Run:
+    """What `_prepare` validated before anything is written: the run folder, the checkpoint to resume from,
+    the settings changed since it, and the dataset."""
+
+    cfg: TrainConfig
+    out: Path
+    existing: Path | None
+    changes: dict[str, Any]
+    dataset: Any
+
+
+def _prepare(cfg: TrainConfig, out: Path, info: DistInfo, *, resume: bool, allow_config_change: bool) -> _Run:
+    """Every check that can fail on the input, before the run folder is touched."""
+    check_batch(cfg, info)
+    check_run_folder(out)
+    existing = _existing_checkpoint(out, resume)
+    changes: dict[str, Any] = {}
+    if existing is not None:
+        saved = read_json(existing / CONFIG_NAME, what="checkpoint config")
+        changes = check_resume_config(saved, cfg, allow_change=allow_config_change)
+    return _Run(cfg=cfg, out=out, existing=existing, changes=changes, dataset=build_dataset(cfg))
+
+
+def check_run_folder(out: Path) -> None:
+    """Refuses an `--out` that is a file, or a non-empty folder that is not a ptdit run folder."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} exists and is a file; choose a folder path for the run")
+    if out.is_dir():
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_ENTRIES)
+        if foreign:
+            raise FileExistsError(
+                f"--out {out} holds files that are not part of a ptdit run ({', '.join(foreign[:5])}); "
+                "choose a new or empty folder"
+            )
+    check_writable(out)
+
+
+@contextlib.contextmanager
+def _run_folder(out: Path, info: DistInfo) -> Iterator[None]:
+    """Holds the run lock (rank 0) and removes leftovers of killed saves. A folder this call created is removed
+    again if the run fails before writing anything into it."""
+    if not info.is_main:
+        yield
+        return
+    created = not out.exists()
+    lock = RunLock(out).acquire()
+    try:
+        removed = remove_interrupted_saves(out)
+        if removed:
+            print(f"removed {len(removed)} incomplete checkpoint(s) left by an interrupted save", file=sys.stderr)
+        yield
+    except BaseException:
+        if created and {p.name for p in out.iterdir()} <= {LOCK_NAME}:
+            lock.release()
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    finally:
+        lock.release()
 
 
 def _existing_checkpoint(out: Path, resume: bool) -> Path | None:
@@ -85,73 +181,109 @@ def _existing_checkpoint(out: Path, resume: bool) -> Path | None:
 
 
 def _train(
-    cfg: TrainConfig,
-    out: Path,
-    info: DistInfo,
-    *,
-    resume: bool,
-    stop_at: int | None,
-    show_progress: bool,
-    preview: PreviewFn | None,
+    run: _Run, info: DistInfo, *, stop: int, show_progress: bool, preview: PreviewFn | None, signals: StopRequests
 ) -> TrainResult:
-    check_batch(cfg, info)
-    stop = cfg.train.max_steps if stop_at is None else min(stop_at, cfg.train.max_steps)
-    existing = _existing_checkpoint(out, resume)
-    if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-    state, encoder_dir, pipeline = _setup(cfg, out, info)
+    cfg, out = run.cfg, run.out
+    with tempfile.TemporaryDirectory(prefix="ptdit-text-encoder-") as scratch:
+        state, encoder_dir, pipeline = _setup(cfg, Path(scratch), info)
 
-    # Resume
-    progress: dict[str, Any] = {}
-    if resume:
-        progress = load_training_checkpoint(existing, model=state.module, ema=state.ema, optimizer=state.optimizer)
-        state.step = progress["step"]
+        # Resume
+        progress, last_loss = _resume(run, state, info)
 
-    # Data, and the sampling settings stored with every checkpoint (the trained size and window)
-    dataset = build_dataset(cfg)
-    loader = build_loader(cfg, dataset, info, state.step, stop)
-    frames = int(dataset[0]["pixels"].shape[1])
-    pipeline.update(height=cfg.data.size, width=cfg.data.size, frames=frames)
-    if pipeline.get("window_size") is None and hasattr(state.module.config, "window_size"):
-        pipeline["window_size"] = list(state.module.config.window_size)
+        # Data, and the sampling settings stored with every checkpoint (the trained size and window)
+        loader = build_loader(cfg, run.dataset, info, state.step, stop)
+        frames = int(run.dataset[0]["pixels"].shape[1])
+        pipeline.update(height=cfg.data.size, width=cfg.data.size, frames=frames)
+        if pipeline.get("window_size") is None and hasattr(state.module.config, "window_size"):
+            pipeline["window_size"] = list(state.module.config.window_size)
 
-    # Steps, with periodic logging, checkpoints and previews
-    log = RunLog(
-        out, start_step=state.step, stop_step=stop, batch_size=cfg.train.batch_size, frames=frames,
-        samples_before=progress.get("samples_seen", 0), seconds_before=progress.get("train_seconds", 0.0),
-        log_every=cfg.train.log_every, enabled=info.is_main, show_progress=show_progress,
+        # Steps, with periodic logging, checkpoints and previews
+        log = RunLog(
+            out, start_step=state.step, stop_step=stop, batch_size=cfg.train.batch_size, frames=frames,
+            samples_before=progress.get("samples_seen", 0), seconds_before=progress.get("train_seconds", 0.0),
+            log_every=cfg.train.log_every, enabled=info.is_main, show_progress=show_progress,
+        )  # fmt: skip
+        if run.changes:
+            log.writer.write({"step": state.step, "event": "config_change", "changes": _jsonable(run.changes)})
+        save = _saver(state, out, pipeline, encoder_dir, log)
+        start_step = state.step
+        checkpoint, stopped_by = _loop(state, loader, log, save, preview, pipeline, out, stop, signals, run.existing)
+        log.bar.close()
+        if state.step > start_step or checkpoint is None:
+            checkpoint = save() or step_folder(out, state.step)
+        log.writer.close()
+    return TrainResult(
+        out_dir=out, steps=state.step, samples_seen=log.samples_seen(state.step), train_seconds=log.elapsed(),
+        final_loss=log.last_loss if state.step > start_step else last_loss, checkpoint=checkpoint,
+        start_step=start_step, stop_step=stop, stopped_by=stopped_by,
     )  # fmt: skip
-    save = _saver(state, out, pipeline, encoder_dir, log)
-    start_step, checkpoint = state.step, existing
+
+
+def _loop(
+    state: TrainState,
+    loader: Any,
+    log: RunLog,
+    save: Callable[[], Path | None],
+    preview: PreviewFn | None,
+    pipeline: dict[str, Any],
+    out: Path,
+    stop: int,
+    signals: StopRequests,
+    checkpoint: Path | None,
+) -> tuple[Path | None, str | None]:
+    """The steps: train, log, checkpoint, preview; then stop at `stop`, on the time budget or on a signal.
+    Returns (the last checkpoint written or resumed from, why it stopped early or None)."""
+    cfg, info = state.cfg, state.info
     for batch in loader:
         metrics = _checked_step(state, batch, out)  # advances state.step
+        fault_point("step", state.step)
         log.step(state.step, metrics)
         if state.step % cfg.train.checkpoint_every == 0 and state.step < stop:
             checkpoint = save() or checkpoint
         if preview and cfg.train.sample_every and state.step % cfg.train.sample_every == 0 and info.is_main:
             preview(state, pipeline, out / "samples" / f"step-{state.step:07d}.png")
-        if cfg.train.max_minutes is not None and _agree(
+        out_of_time = cfg.train.max_minutes is not None and (
             log.elapsed() - log.seconds_before >= cfg.train.max_minutes * 60
-        ):
-            break
-    log.bar.close()
-    if state.step > start_step or checkpoint is None:
-        checkpoint = save() or step_folder(out, state.step)
-    log.writer.close()
-    return TrainResult(
-        out_dir=out, steps=state.step, samples_seen=log.samples_seen(state.step), train_seconds=log.elapsed(),
-        final_loss=log.last_loss, checkpoint=checkpoint,
-    )  # fmt: skip
+        )
+        if state.step < stop and _agree(out_of_time or signals.received is not None):
+            return checkpoint, signals.received or "max_minutes"
+    return checkpoint, None
 
 
-def _setup(cfg: TrainConfig, out: Path, info: DistInfo) -> tuple[TrainState, Path | None, dict[str, Any]]:
+def _resume(run: _Run, state: TrainState, info: DistInfo) -> tuple[dict[str, Any], float]:
+    """Loads the checkpoint to resume from (if any) into `state`; on rank 0 says so, rewinds metrics.jsonl to it
+    and warns about changed settings. Returns (the saved progress record, the last logged loss)."""
+    if run.existing is None:
+        if info.is_main:
+            truncate_metrics(run.out, 0)  # a run restarted from nothing (killed before its first checkpoint)
+        return {}, float("nan")
+    progress = load_training_checkpoint(run.existing, model=state.module, ema=state.ema, optimizer=state.optimizer)
+    state.step = progress["step"]
+    if not info.is_main:
+        return progress, float("nan")
+    print(f"resuming from {run.existing} (step {state.step})", file=sys.stderr, flush=True)
+    if run.changes:
+        warnings.warn(
+            f"resuming with changed settings ({describe(run.changes)}): the run is no longer bit-exact with an "
+            "uninterrupted one; the change is recorded in metrics.jsonl",
+            stacklevel=2,
+        )
+    return progress, truncate_metrics(run.out, state.step)
+
+
+def _jsonable(changes: dict[str, tuple[Any, Any]]) -> dict[str, list[Any]]:
+    return {key: [before, after] for key, (before, after) in changes.items()}
+
+
+def _setup(cfg: TrainConfig, scratch: Path, info: DistInfo) -> tuple[TrainState, Path | None, dict[str, Any]]:
     """Network, VAE, text encoder, then the step state; in this order, since each may draw from the seeded global
-    generator. Returns (state, text-encoder folder to copy into checkpoints, pipeline settings)."""
+    generator. Returns (state, text-encoder folder to copy into checkpoints, pipeline settings). A built-in
+    word encoder is written to `scratch` (a temporary folder), so only checkpoints hold a copy."""
     from ptdit.encoders import load_vae
 
     module = build_network(cfg, info)
     vae = load_vae(cfg.pipeline.vae, device=info.device)
-    encoder, encoder_dir, pipeline = build_text_encoder(cfg, module.config, out, info.is_main)
+    encoder, encoder_dir, pipeline = build_text_encoder(cfg, module.config, scratch, info.is_main)
     return build_state(cfg, info, module, vae, encoder), encoder_dir, pipeline
 
 
@@ -162,12 +294,19 @@ def _saver(
     cfg, info = state.cfg, state.info
 
     def save() -> Path | None:
-        folder = save_training_checkpoint(
-            out, step=state.step, progress=log.progress(state.step), model=state.module, ema=state.ema,
-            optimizer=state.optimizer, model_config=state.module.config, pipeline=pipeline,
-            train_config=cfg.to_dict(), extra_dirs={"text_encoder": encoder_dir} if encoder_dir else None,
-            keep_last=cfg.train.keep_last, is_writer=info.is_main,
-        )  # fmt: skip
+        failure: CheckpointWriteError | None = None
+        try:
+            folder = save_training_checkpoint(
+                out, step=state.step, progress=log.progress(state.step), model=state.module, ema=state.ema,
+                optimizer=state.optimizer, model_config=state.module.config, pipeline=pipeline,
+                train_config=cfg.to_dict(), extra_dirs={"text_encoder": encoder_dir} if encoder_dir else None,
+                keep_last=cfg.train.keep_last, is_writer=info.is_main,
+            )  # fmt: skip
+        except CheckpointWriteError as err:
+            failure = err
+        if _agree(failure is not None):  # every process stops, or the others would wait in the next all-reduce
+            log.bar.close()
+            raise failure or CheckpointWriteError(f"rank 0 could not write checkpoint step {state.step}; see its error")
         if info.is_main:
             from ptdit.train.artifacts import plot_loss_curve
 
@@ -193,4 +332,4 @@ def _agree(flag: bool) -> bool:
     return bool(all_reduce_sum(torch.tensor(float(flag))) > 0)
 
 
-__all__ = ["NonFiniteLossError", "PreviewFn", "TrainResult", "train"]
+__all__ = ["NonFiniteLossError", "PreviewFn", "TrainResult", "check_run_folder", "train"]

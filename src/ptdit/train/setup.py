@@ -5,6 +5,7 @@ Each builder is a small function of the config, so `train/loop.py` reads as phas
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -70,17 +71,24 @@ def build_text_encoder(cfg: TrainConfig, model_config: Any, out_dir: Path, is_ma
 
 
 def build_dataset(cfg: TrainConfig):
-    """The training dataset named by `data.dataset`, with `data.options`."""
+    """The training dataset named by `data.dataset`, with `data.options` (unknown options are named)."""
     from ptdit.data import build_dataset as build_procedural
     from ptdit.data.folders import ImageFolderDataset, VideoFolderDataset
+    from ptdit.data.procedural import DATASETS
 
     folders = {"image-folder": ImageFolderDataset, "video-folder": VideoFolderDataset}
-    try:
-        if cfg.data.dataset in folders:
-            return folders[cfg.data.dataset](size=cfg.data.size, seed=cfg.data.seed, **cfg.data.options)
-        return build_procedural(cfg.data.dataset, size=cfg.data.size, seed=cfg.data.seed, **cfg.data.options)
-    except TypeError as err:  # an unknown option for that dataset
-        raise ValueError(f"data.options for {cfg.data.dataset!r}: {err}") from None
+    builder = folders.get(cfg.data.dataset) or DATASETS.get(cfg.data.dataset)
+    if builder is None:
+        raise ValueError(f"unknown data.dataset {cfg.data.dataset!r}; valid names: {[*DATASETS, *folders]}")
+    valid = sorted(set(inspect.signature(builder).parameters) - {"self", "size", "seed", "args", "kwargs"})
+    unknown = sorted(set(cfg.data.options) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"unknown data.options {unknown} for dataset {cfg.data.dataset!r}; valid options: {valid or 'none'}"
+        )
+    if cfg.data.dataset in folders:
+        return builder(size=cfg.data.size, seed=cfg.data.seed, **cfg.data.options)
+    return build_procedural(cfg.data.dataset, size=cfg.data.size, seed=cfg.data.seed, **cfg.data.options)
 
 
 class StepBatches(torch.utils.data.Sampler):
