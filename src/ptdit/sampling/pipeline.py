@@ -100,15 +100,16 @@ class GenerationPipeline:
         vae: str | None = None,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
+        text_encoder_dtype: torch.dtype = torch.float32,
         load: tuple[str, ...] = ("model", "text_encoder"),
     ) -> GenerationPipeline:
         """Loads network, VAE and text encoder named by the checkpoint's config.json (overridable).
 
         `weights` defaults to `ema.safetensors` when the folder has one (training checkpoints), else
         `model.safetensors`. The network and VAE are read straight into `dtype`; the text encoder stays in
-        float32 (the reference runs T5 in float32). The VAE is always loaded (it decides the sizes); the
-        network and text encoder only when named in `load`: the others load later with `load_model()` /
-        `load_text_encoder()` and are freed with `release(name)`.
+        float32 (the reference runs T5 in float32) unless `text_encoder_dtype` says otherwise. The VAE is always
+        loaded (it decides the sizes); the network and text encoder only when named in `load`: the others load
+        later with `load_model()` / `load_text_encoder()` and are freed with `release(name)`.
         """
         from ptdit.config import config_from_dict
         from ptdit.encoders import load_text_encoder as load_text
@@ -128,7 +129,10 @@ class GenerationPipeline:
         loaders = {
             "model": lambda: load_model(folder, device=device, dtype=dtype, weights=weights),
             "text_encoder": lambda: load_text(
-                text_encoder or resolve(config.text_encoder), max_length=config.text_max_length, device=device
+                text_encoder or resolve(config.text_encoder),
+                max_length=config.text_max_length,
+                device=device,
+                dtype=text_encoder_dtype,
             ),
         }
         if get_task(config.task).conditioning != "text":
