@@ -8,8 +8,9 @@ import sys
 from collections.abc import Sequence
 
 from ptdit.cli import bench, convert, demo, flops, models, sample, train
+from ptdit.cli import eval as evaluate
 
-SUBCOMMANDS = (models, convert, demo, train, sample, flops, bench)
+SUBCOMMANDS = (models, convert, demo, train, sample, evaluate, flops, bench)
 USER_ERRORS = (ValueError, FileNotFoundError, ImportError, NotADirectoryError, PermissionError, KeyError)
 
 
