@@ -32,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ptdit.eval.during_training import make_training_evaluator
     from ptdit.eval.previews import write_sample_grid
     from ptdit.train.config import load_train_config
     from ptdit.train.loop import train
@@ -39,7 +40,10 @@ def run(args: argparse.Namespace) -> int:
     if args.max_steps is not None and args.max_steps < 0:
         raise ValueError(f"--max-steps must be >= 0, got {args.max_steps}")
     cfg = load_train_config(args.config, args.overrides)
-    result = train(cfg, args.out, resume=args.resume, stop_at=args.max_steps, preview=write_sample_grid)
+    evaluate = make_training_evaluator(cfg) if cfg.train.eval_every else None  # validates before training
+    result = train(
+        cfg, args.out, resume=args.resume, stop_at=args.max_steps, preview=write_sample_grid, evaluate=evaluate
+    )
     if result.checkpoint is not None:
         print(
             f"trained to step {result.steps} ({result.samples_seen} samples, {result.train_seconds:.0f} s); "

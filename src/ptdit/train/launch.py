@@ -39,7 +39,7 @@ def train_in_processes(config: Path, overrides: list[str], out: Path, processes:
         raise ValueError(f"training failed (exit code {code}); see the messages above")
     folder = latest_checkpoint(out)
     progress = json.loads((folder / STATE_DIR / "progress.json").read_text())
-    losses = [r["loss"] for r in read_metrics(out / "metrics.jsonl")]
+    losses = [r["loss"] for r in read_metrics(out / "metrics.jsonl") if "loss" in r]  # evaluation records have none
     return TrainResult(
         out_dir=out,
         steps=progress["step"],

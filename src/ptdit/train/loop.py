@@ -24,6 +24,8 @@ from ptdit.train.step import NonFiniteLossError, TrainState, train_step
 
 # preview(state, pipeline settings, png path): writes a sample grid of the EMA model (see ptdit.eval.previews).
 PreviewFn = Callable[[TrainState, dict[str, Any], Path], Any]
+# evaluate(state, pipeline settings) -> flat metrics of the EMA model (see ptdit.eval.during_training).
+EvaluateFn = Callable[[TrainState, dict[str, Any]], dict[str, float]]
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ def train(
     stop_at: int | None = None,
     show_progress: bool = True,
     preview: PreviewFn | None = None,
+    evaluate: EvaluateFn | None = None,
 ) -> TrainResult:
     """Trains from `cfg`, writing checkpoints, metrics and samples under `out_dir`.
 
@@ -56,6 +59,8 @@ def train(
         show_progress: progress bar on rank 0 (a log line per interval when stderr is not a terminal).
         preview: writes the EMA sample grid every `train.sample_every` steps; `ptdit train` passes
             `ptdit.eval.previews.write_sample_grid`. None writes no grids.
+        evaluate: evaluates the EMA weights every `train.eval_every` steps (rank 0; the metrics go to
+            metrics.jsonl); `ptdit train` passes `ptdit.eval.during_training.make_training_evaluator(cfg)`.
     """
     if cfg.train.num_threads is not None:
         torch.set_num_threads(cfg.train.num_threads)
@@ -65,10 +70,17 @@ def train(
             "(pass preview=ptdit.eval.previews.write_sample_grid)",
             stacklevel=2,
         )
+    if cfg.train.eval_every and evaluate is None:
+        warnings.warn(
+            "train.eval_every is set but no evaluate function was given, so nothing is evaluated "
+            "(pass evaluate=ptdit.eval.during_training.make_training_evaluator(cfg))",
+            stacklevel=2,
+        )
     info = setup_distributed(cfg.train.device)
+    hooks = _Hooks(preview=preview, evaluate=evaluate)
     try:
         return _train(
-            cfg, Path(out_dir), info, resume=resume, stop_at=stop_at, show_progress=show_progress, preview=preview
+            cfg, Path(out_dir), info, resume=resume, stop_at=stop_at, show_progress=show_progress, hooks=hooks
         )
     finally:
         teardown_distributed()
@@ -92,7 +104,7 @@ def _train(
     resume: bool,
     stop_at: int | None,
     show_progress: bool,
-    preview: PreviewFn | None,
+    hooks: _Hooks,
 ) -> TrainResult:
     check_batch(cfg, info)
     stop = cfg.train.max_steps if stop_at is None else min(stop_at, cfg.train.max_steps)
@@ -128,8 +140,8 @@ def _train(
         log.step(state.step, metrics)
         if state.step % cfg.train.checkpoint_every == 0 and state.step < stop:
             checkpoint = save() or checkpoint
-        if preview and cfg.train.sample_every and state.step % cfg.train.sample_every == 0 and info.is_main:
-            preview(state, pipeline, out / "samples" / f"step-{state.step:07d}.png")
+        if info.is_main:
+            hooks.run(state, pipeline, out, log)
         if cfg.train.max_minutes is not None and _agree(
             log.elapsed() - log.seconds_before >= cfg.train.max_minutes * 60
         ):
@@ -142,6 +154,23 @@ def _train(
         out_dir=out, steps=state.step, samples_seen=log.samples_seen(state.step), train_seconds=log.elapsed(),
         final_loss=log.last_loss, checkpoint=checkpoint,
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Hooks:
+    """What rank 0 does beside training at a step: sample grids and evaluations of the EMA weights."""
+
+    preview: PreviewFn | None
+    evaluate: EvaluateFn | None
+
+    def run(self, state: TrainState, pipeline: dict[str, Any], out: Path, log: RunLog) -> None:
+        every = state.cfg.train
+        if self.preview and every.sample_every and state.step % every.sample_every == 0:
+            self.preview(state, pipeline, out / "samples" / f"step-{state.step:07d}.png")
+        if self.evaluate and every.eval_every and state.step % every.eval_every == 0:
+            metrics = self.evaluate(state, pipeline)
+            log.writer.write({"step": state.step, **metrics})
+            log.note(state.step, metrics)
 
 
 def _setup(cfg: TrainConfig, out: Path, info: DistInfo) -> tuple[TrainState, Path | None, dict[str, Any]]:
@@ -193,4 +222,4 @@ def _agree(flag: bool) -> bool:
     return bool(all_reduce_sum(torch.tensor(float(flag))) > 0)
 
 
-__all__ = ["NonFiniteLossError", "PreviewFn", "TrainResult", "train"]
+__all__ = ["EvaluateFn", "NonFiniteLossError", "PreviewFn", "TrainResult", "train"]
