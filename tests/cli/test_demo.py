@@ -14,6 +14,8 @@ TINY = [
     "train.batch_size=8",
     "pipeline.steps=3",
     "train.precision=fp32",
+    "train.eval_prompts=14",  # the demo's oracle benchmark: 2 prompts per category, and a small shapes-FD
+    "train.eval_fd_samples=32",
 ]
 
 
@@ -30,5 +32,10 @@ def test_tiny_demo_writes_report(tmp_path, capsys):
     report = (tmp_path / "demo" / "report.html").read_text()
     assert report.startswith("<!doctype html>") and report.count("<figure>") == 48
     assert "data:image/png;base64," in report and "oracle" in report
+    # The oracle benchmark's per-category table and shapes-FD, next to the overall accuracy.
+    assert "Oracle benchmark (t2i-v1)" in report and "color_binding" in report and "shapes-FD" in report
+    assert set(metrics["benchmark"]["categories"]) >= {"single_object", "counting", "position"}
+    assert metrics["shapes_fd"]["num_fake"] == 32 and "oracle benchmark t2i-v1: overall" in out
+    assert (tmp_path / "demo" / "benchmark" / "results.jsonl").is_file()
     # a second run replaces the first (a demo always starts from nothing)
     assert main(args) == 0

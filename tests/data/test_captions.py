@@ -71,3 +71,22 @@ def test_parse_examples():
 def test_parse_rejects_invalid_captions(name, caption):
     with pytest.raises(ValueError):
         parse_caption(name, caption)
+
+
+def test_new_grammar_forms_roundtrip():
+    two = "a red circle moving left and a blue square moving right"
+    assert parse_caption("moving-shapes", two) == {
+        "objects": [
+            {"color": "red", "shape": "circle", "direction": "left"},
+            {"color": "blue", "shape": "square", "direction": "right"},
+        ]
+    }
+    assert parse_caption("turntable", "a red cube") == {"kind": "cube", "color": "red", "top_color": "red"}
+    for name, caption in [("moving-shapes", two), ("turntable", "a red cube")]:
+        assert format_caption(name, parse_caption(name, caption)) == caption
+    captions = random_captions("moving-shapes", 100, seed=1, max_objects=2)
+    assert any(" and " in c for c in captions) and all(set(c.split()) <= set(VOCABULARY) for c in captions)
+    with pytest.raises(ValueError, match="one-colour"):
+        parse_caption("turntable", "a red cube with a red top")
+    with pytest.raises(ValueError):
+        parse_caption("moving-shapes", "a red circle moving left and")

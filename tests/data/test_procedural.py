@@ -79,3 +79,16 @@ def test_unknown_dataset_lists_valid_names():
         build_dataset("mnist")
     with pytest.raises(TypeError):
         build_dataset("shapes", frames=4)  # an argument of another dataset
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [
+        ("moving-shapes", {"max_objects": 3}),
+        ("moving-shapes", {"min_objects": 0}),
+        ("turntable", {"single_color_fraction": 1.5}),
+    ],
+)
+def test_benchmark_option_validation(name, kwargs):
+    with pytest.raises(ValueError, match=str(next(iter(kwargs.values())))):
+        build_dataset(name, **kwargs)

@@ -89,9 +89,27 @@ def run_demo(
     prompts = sample_prompts(cfg, eval_prompts or NUM_EVAL_PROMPTS[task], seed=2024)
     pixels, scores = evaluate_with_oracle(pipe, cfg.data.dataset, prompts)
     metrics = demo_metrics(task, cfg, result, pipe, prompts, scores, eval_seconds=time.perf_counter() - start)
+
+    # The oracle benchmark (the task's fixed suite, per category) and shapes-FD of the same weights
+    metrics.update(run_demo_benchmark(cfg, pipe, out))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     report = write_report(out, metrics, pixels, prompts, scores, cfg)
     return DemoResult(out_dir=out, report=report, metrics=metrics)
+
+
+def run_demo_benchmark(cfg: Any, pipe: Any, out: Path) -> dict[str, Any]:
+    """Benchmark summary and shapes-FD for metrics.json; per-sample records in OUT/benchmark/results.jsonl.
+
+    `train.eval_prompts` and `train.eval_fd_samples` size it (0 prompts: the whole suite)."""
+    from ptdit.eval.benchmark import write_results
+    from ptdit.eval.during_training import check_evaluable, evaluate_pipeline
+
+    suite, options = check_evaluable(cfg)
+    result = evaluate_pipeline(
+        pipe, suite=suite, options=options, num_prompts=cfg.train.eval_prompts, fd_samples=cfg.train.eval_fd_samples
+    )
+    write_results(out / "benchmark", result["records"], result["summary"])
+    return {"benchmark": result["summary"], "shapes_fd": result["shapes_fd"], "benchmark_seconds": result["seconds"]}
 
 
 def train_demo_model(
@@ -100,6 +118,7 @@ def train_demo_model(
     """Validates the demo's arguments (before touching any folder), then trains. Returns (config, result, out)."""
     import torch
 
+    from ptdit.eval.during_training import make_training_evaluator
     from ptdit.eval.previews import write_sample_grid
     from ptdit.io import check_writable
     from ptdit.train.config import load_train_config
@@ -129,7 +148,8 @@ def train_demo_model(
     out.mkdir(parents=True)
     (out / DEMO_MARKER).write_text("made by ptdit demo; `ptdit demo` may replace this folder\n")
     if processes == 1:
-        return cfg, train(cfg, out, preview=write_sample_grid), out
+        evaluate = make_training_evaluator(cfg) if cfg.train.eval_every else None
+        return cfg, train(cfg, out, preview=write_sample_grid, evaluate=evaluate), out
     return cfg, train_in_processes(config_path(DEMO_CONFIGS[task]), overrides, out, processes), out
 
 
@@ -190,6 +210,11 @@ def run(args: argparse.Namespace) -> int:
         f"({m['steps']} steps in {m['train_seconds']:.0f} s, {m['samples_per_second']:.1f} samples/s, "
         f"{m['parameters']:,} parameters)"
     )
+    bench, fd = m["benchmark"], m["shapes_fd"]
+    lo, hi = bench["overall"]["ci95"]
+    fd_text = f"; shapes-FD {fd['shapes_fd']:.3f} (real-vs-real {fd['real_floor']:.3f})" if fd else ""
+    overall = f"overall {bench['overall']['accuracy']:.3f} (95% CI {lo:.3f}-{hi:.3f})"
+    print(f"oracle benchmark {bench['suite']}: {overall}{fd_text}")
     print(f"report:  {result.report}")
     print(f"metrics: {result.out_dir / 'metrics.json'}")
     print(f'sample more: {ptdit_command()} sample --checkpoint {m["checkpoint"]} --prompt "{m["example_prompt"]}"')

@@ -1,6 +1,7 @@
 """`ptdit eval`: the paper's metrics with weights from local files (docs/evaluation.md).
 
-`ptdit eval fid|kid|fvd|clipscore|stats ...`. Each sub-subcommand is added by its own `register_*` function
+`ptdit eval fid|kid|fvd|clipscore|stats ...`, and `generate|oracle|train-features|shapes-fd` from
+`ptdit.cli.eval_sampling`. Each sub-subcommand is added by its own `register_*` function
 listed in `EVAL_COMMANDS` and runs one library function of `ptdit.eval.metrics`. Every score is printed and
 written with its protocol to a JSON record beside the generated samples (`<samples>.<metric>.json`, or
 `--out`); `--json` prints the record instead of the one-line summary.
@@ -26,7 +27,7 @@ FEATURES_HELP = (
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "eval",
-        help="metrics: FID, KID, FVD, CLIPScore / CLIPSIM, cached feature statistics",
+        help="evaluation: FID, KID, FVD, CLIPScore / CLIPSIM, feature statistics; generate, oracle, shapes-FD",
         description="The paper's metrics with feature networks loaded from local files. Every score is written "
         "with its protocol (feature network and weights hash, resize, dtype, sample counts, generation settings) "
         "to a JSON record beside the samples.",
@@ -284,4 +285,10 @@ def run_stats(args: argparse.Namespace) -> int:
 
 
 # One register function per sub-subcommand, in the order of `ptdit eval --help`.
-EVAL_COMMANDS = [register_fid, register_kid, register_fvd, register_clipscore, register_stats]
+def _sampling_commands() -> list:
+    from ptdit.cli.eval_sampling import SAMPLING_COMMANDS
+
+    return SAMPLING_COMMANDS
+
+
+EVAL_COMMANDS = [register_fid, register_kid, register_fvd, register_clipscore, register_stats, *_sampling_commands()]

@@ -68,6 +68,7 @@ def summary(result: Any, cfg: Any) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ptdit.eval.during_training import make_training_evaluator
     from ptdit.eval.previews import write_sample_grid
     from ptdit.train.config import load_train_config
     from ptdit.train.loop import train
@@ -75,12 +76,14 @@ def run(args: argparse.Namespace) -> int:
     if args.allow_config_change and not args.resume:
         raise ValueError("--allow-config-change only applies with --resume")
     cfg = load_train_config(args.config, args.overrides)
+    evaluate = make_training_evaluator(cfg) if cfg.train.eval_every else None  # validates before training
     result = train(
         cfg,
         args.out,
         resume=args.resume,
         stop_at=args.max_steps,
         preview=write_sample_grid,
+        evaluate=evaluate,
         allow_config_change=args.allow_config_change,
     )
     if int(os.environ.get("RANK", "0")) == 0 and result.checkpoint is not None:  # one summary under DDP

@@ -8,8 +8,9 @@ Grammar (one line per dataset; `|` separates alternatives, `( ... )*` repeats):
 
     shapes:        OBJECT ( "and" OBJECT )*
                    OBJECT    := "a" SIZE COLOR SHAPE "at the" POSITION
-    moving-shapes: "a" COLOR SHAPE "moving" DIRECTION
-    turntable:     "a" COLOR KIND "with a" COLOR "top"
+    moving-shapes: MOVER ( "and" MOVER )*
+                   MOVER     := "a" COLOR SHAPE "moving" DIRECTION
+    turntable:     "a" COLOR KIND ( "with a" COLOR "top" )?
 
     SIZE      := small | large
     COLOR     := red | green | blue | yellow | magenta | white
@@ -19,7 +20,12 @@ Grammar (one line per dataset; `|` separates alternatives, `( ... )*` repeats):
     KIND      := cube | pyramid | tower
 
 Examples: "a small red circle at the top left", "a large blue square at the center and a small green triangle
-at the bottom right", "a yellow triangle moving up", "a red cube with a blue top".
+at the bottom right", "a yellow triangle moving up", "a red circle moving left and a blue square moving down",
+"a red cube with a blue top", "a red cube" (one colour: the top colour equals the main colour, and a caption
+never names a top colour equal to the main colour).
+
+A single mover parses to the flat dict `{"color", "shape", "direction"}` (as the one-mover dataset has always
+produced); several movers parse to `{"objects": [mover, ...]}`; `moving_objects(spec)` gives the list either way.
 
 Parsed captions are plain dicts (`parse_caption`), and `format_caption(name, parse_caption(name, c)) == c` for
 every caption the datasets produce.
@@ -72,14 +78,19 @@ VOCABULARY: tuple[str, ...] = tuple(
 )
 
 
+def moving_objects(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The movers of a "moving-shapes" spec as a list (a one-mover spec is the flat dict itself)."""
+    return list(spec["objects"]) if "objects" in spec else [spec]
+
+
 def format_caption(name: str, spec: dict[str, Any]) -> str:
     """Writes the caption of a parsed (or sampled) spec; the inverse of `parse_caption`.
 
     Args:
         name: dataset name ("shapes", "moving-shapes" or "turntable").
         spec: for "shapes" `{"objects": [{"size", "color", "shape", "position"}, ...]}`; for "moving-shapes"
-            `{"color", "shape", "direction"}`; for "turntable" `{"kind", "color", "top_color"}`. Extra keys
-            (render-only parameters) are ignored.
+            `{"color", "shape", "direction"}` or `{"objects": [{"color", "shape", "direction"}, ...]}`; for
+            "turntable" `{"kind", "color", "top_color"}`. Extra keys (render-only parameters) are ignored.
 
     Returns:
         The caption string.
@@ -87,8 +98,10 @@ def format_caption(name: str, spec: dict[str, Any]) -> str:
     if name == "shapes":
         return " and ".join(f"a {o['size']} {o['color']} {o['shape']} at the {o['position']}" for o in spec["objects"])
     if name == "moving-shapes":
-        return f"a {spec['color']} {spec['shape']} moving {spec['direction']}"
+        return " and ".join(f"a {m['color']} {m['shape']} moving {m['direction']}" for m in moving_objects(spec))
     if name == "turntable":
+        if spec["top_color"] == spec["color"]:
+            return f"a {spec['color']} {spec['kind']}"
         return f"a {spec['color']} {spec['kind']} with a {spec['top_color']} top"
     raise ValueError(f"unknown dataset {name!r}; valid names: {list(_PARSERS)}")
 
@@ -160,24 +173,32 @@ def _parse_shapes(tokens: list[str]) -> dict[str, Any]:
 
 
 def _parse_moving(tokens: list[str]) -> dict[str, Any]:
-    pos = _expect(tokens, 0, "a")
-    color, pos = _choose(tokens, pos, COLORS, "color")
-    shape, pos = _choose(tokens, pos, SHAPES, "shape")
-    pos = _expect(tokens, pos, "moving")
-    direction, pos = _choose(tokens, pos, DIRECTIONS, "direction")
-    _end(tokens, pos)
-    return {"color": color, "shape": shape, "direction": direction}
+    movers, pos = [], 0
+    while True:
+        pos = _expect(tokens, pos, "a")
+        color, pos = _choose(tokens, pos, COLORS, "color")
+        shape, pos = _choose(tokens, pos, SHAPES, "shape")
+        pos = _expect(tokens, pos, "moving")
+        direction, pos = _choose(tokens, pos, DIRECTIONS, "direction")
+        movers.append({"color": color, "shape": shape, "direction": direction})
+        if pos == len(tokens):
+            return movers[0] if len(movers) == 1 else {"objects": movers}
+        pos = _expect(tokens, pos, "and")
 
 
 def _parse_turntable(tokens: list[str]) -> dict[str, Any]:
     pos = _expect(tokens, 0, "a")
     color, pos = _choose(tokens, pos, COLORS, "color")
     kind, pos = _choose(tokens, pos, KINDS, "kind")
+    if pos == len(tokens):  # one colour: "a red cube"
+        return {"kind": kind, "color": color, "top_color": color}
     pos = _expect(tokens, pos, "with")
     pos = _expect(tokens, pos, "a")
     top_color, pos = _choose(tokens, pos, COLORS, "color")
     pos = _expect(tokens, pos, "top")
     _end(tokens, pos)
+    if top_color == color:  # one spelling per object, so format_caption(parse_caption(c)) == c
+        raise ValueError(f"a one-colour object is written 'a {color} {kind}', without 'with a {color} top'")
     return {"kind": kind, "color": color, "top_color": top_color}
 
 

@@ -25,7 +25,16 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ptdit.data.captions import COLORS, DIRECTIONS, POSITIONS, SHAPES, SIZES, format_caption
+from ptdit.data.captions import (
+    COLORS,
+    DIRECTIONS,
+    POSITIONS,
+    SHAPES,
+    SIZES,
+    format_caption,
+    moving_objects,
+    parse_caption,
+)
 
 # Half-extents in pixels at size 32 (scaled by size / 32).
 HALF_EXTENT = {"small": 4.5, "large": 6.5}
@@ -86,14 +95,25 @@ class ProceduralDataset(Dataset):
         """The caption of sample `index`, without rendering it."""
         return format_caption(self.name, self.sample_spec(self._check_index(index)))
 
+    def complete_spec(self, spec: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+        """A parsed caption plus the render-only parameters it leaves open, drawn from `rng` (default: none)."""
+        return spec
+
+    def render_caption(self, caption: str, seed: int = 0) -> torch.Tensor:
+        """A real sample of any valid caption (e.g. a benchmark prompt): `(3, F, H, W)` float32 in [-1, 1].
+
+        The render-only parameters (a mover's start, a turntable's pose) come from a generator seeded with
+        `(dataset seed, seed, 1)`, a stream separate from the samples' own, so the result is a pure function of
+        (caption, dataset seed, seed).
+        """
+        rng = np.random.default_rng([self.seed, seed, 1])
+        return _to_pixels(self.render(self.complete_spec(parse_caption(self.name, caption), rng)))
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         """Returns `{"pixels": (3, F, H, W) float32 in [-1, 1], "caption": str, "index": int}`."""
         index = self._check_index(index)
         spec = self.sample_spec(index)
-        frames_FHW3 = self.render(spec)
-        # [0, 1] -> [-1, 1] in numpy: torch would spread these small elementwise ops over threads, which costs
-        # more than it saves (tens of ms per sample on a busy 2-core machine).
-        pixels = torch.from_numpy(np.ascontiguousarray(frames_FHW3.transpose(3, 0, 1, 2)) * 2.0 - 1.0)
+        pixels = _to_pixels(self.render(spec))
         return {"pixels": pixels, "caption": format_caption(self.name, spec), "index": index}
 
     def _check_index(self, index: int) -> int:
@@ -104,6 +124,13 @@ class ProceduralDataset(Dataset):
 
     def _canvas(self, frames: int) -> np.ndarray:
         return np.zeros((frames, self.size, self.size, 3), dtype=np.float32)
+
+
+def _to_pixels(frames_FHW3: np.ndarray) -> torch.Tensor:
+    """(F, H, W, 3) in [0, 1] -> (3, F, H, W) float32 tensor in [-1, 1]."""
+    # In numpy: torch would spread these small elementwise ops over threads, which costs more than it saves
+    # (tens of ms per sample on a busy 2-core machine).
+    return torch.from_numpy(np.ascontiguousarray(frames_FHW3.transpose(3, 0, 1, 2)) * 2.0 - 1.0)
 
 
 def rasterize_shape(canvas_HW3: np.ndarray, shape: str, cx: float, cy: float, half: float, rgb: tuple) -> None:
@@ -162,7 +189,7 @@ def grid_center(position: str, half: float, size: int, scale: float) -> tuple[fl
 
 
 @lru_cache(maxsize=256)
-def _valid_layouts(size: int, sizes: tuple[str, ...]) -> tuple[tuple[int, ...], ...]:
+def valid_layouts(size: int, sizes: tuple[str, ...]) -> tuple[tuple[int, ...], ...]:
     """All assignments of distinct grid cells to objects of the given sizes whose bounding boxes keep the gap."""
     scale = size / 32.0
     halves = [pixel_half_extent(s, scale) for s in sizes]
@@ -213,7 +240,7 @@ class ShapesDataset(ProceduralDataset):
         shapes = [SHAPES[i] for i in rng.integers(len(SHAPES), size=count)]
         # Draw the sizes first, then a uniformly random non-overlapping layout for them (two large shapes
         # cannot sit in adjacent cells at 32 px, so sizes and cells are not independent).
-        layouts = _valid_layouts(self.size, tuple(sizes))
+        layouts = valid_layouts(self.size, tuple(sizes))
         cells = layouts[int(rng.integers(len(layouts)))]
         objects = [
             {"size": sz, "color": c, "shape": sh, "position": POSITIONS[cell]}
@@ -232,53 +259,134 @@ class ShapesDataset(ProceduralDataset):
 
 
 # --------------------------------------------------------------------------------------------------------------
-# moving-shapes: one shape moving left / right / up / down at constant speed
+# moving-shapes: one or two shapes moving left / right / up / down at constant speed
 # --------------------------------------------------------------------------------------------------------------
 
 
 class MovingShapesDataset(ProceduralDataset):
-    """Text-to-video: one flat shape translating in the captioned direction at constant speed.
+    """Text-to-video: flat shapes ("movers") translating in their captioned directions at constant speed.
 
-    The shape travels `0.4 * size` pixels from the first to the last frame (whatever `frames` is), starting at a
-    random point that keeps the whole trajectory inside the image. Caption example: "a red circle moving left".
-    Samples are `(3, frames, size, size)`.
+    Each mover travels `0.4 * size` pixels from the first to the last frame (whatever `frames` is), starting at
+    a random point that keeps its whole trajectory inside the image. Caption examples: "a red circle moving left"
+    (one mover, the default) and "a red circle moving left and a blue square moving down" (`max_objects=2`).
+    Movers of one clip differ in (colour, shape) and move along one axis (both horizontally or both vertically:
+    perpendicular movers would have to cross at 32 px), and their bounding boxes stay at least 3 px (at 32 px)
+    apart in every frame, so they never touch. Samples are `(3, frames, size, size)`.
 
     Args:
         size: image side in pixels.
         seed: dataset seed.
         num_samples: the dataset length.
         frames: clip length (>= 2, so the motion is visible).
+        min_objects: fewest movers per clip (>= 1).
+        max_objects: most movers per clip (<= 2; uniform in [min_objects, max_objects]). With the default 1 the
+            samples are exactly those of the one-mover dataset.
     """
 
     name = "moving-shapes"
 
-    def __init__(self, *, size: int = 32, seed: int = 0, num_samples: int = 100_000, frames: int = 8) -> None:
+    def __init__(
+        self,
+        *,
+        size: int = 32,
+        seed: int = 0,
+        num_samples: int = 100_000,
+        frames: int = 8,
+        min_objects: int = 1,
+        max_objects: int = 1,
+    ) -> None:
         super().__init__(size=size, seed=seed, num_samples=num_samples)
         if not isinstance(frames, int) or frames < 2:
             raise ValueError(f"frames must be an int >= 2, got {frames!r}")
-        self.frames = frames
+        if not isinstance(min_objects, int) or not 1 <= min_objects <= 2:
+            raise ValueError(f"min_objects must be an int in [1, 2], got {min_objects!r}")
+        if not isinstance(max_objects, int) or not min_objects <= max_objects <= 2:
+            raise ValueError(f"max_objects must be an int in [min_objects={min_objects}, 2], got {max_objects!r}")
+        self.frames, self.min_objects, self.max_objects = frames, min_objects, max_objects
 
     def sample_spec(self, index: int) -> dict[str, Any]:
         rng = self.rng(index)
-        color = list(COLORS)[int(rng.integers(len(COLORS)))]
-        shape = SHAPES[int(rng.integers(len(SHAPES)))]
-        direction = DIRECTIONS[int(rng.integers(len(DIRECTIONS)))]
-        half = MOVING_HALF_EXTENT * self.scale
-        travel = MOVING_TRAVEL * self.size
-        lo, hi = half + _MARGIN * self.scale, self.size - half - _MARGIN * self.scale
-        # Start so that start + travel * direction stays in [lo, hi] on the motion axis.
-        dx, dy = DIRECTION_VECTORS[direction]
-        start_x = rng.uniform(lo + travel * max(-dx, 0.0), hi - travel * max(dx, 0.0))
-        start_y = rng.uniform(lo + travel * max(-dy, 0.0), hi - travel * max(dy, 0.0))
-        return {"color": color, "shape": shape, "direction": direction, "start": (float(start_x), float(start_y))}
+        if self.max_objects == 1:  # the original one-mover draws, in their original order
+            mover = self._draw_mover(rng)
+            return {**mover, "start": self._draw_start(rng, mover["direction"])}
+        count = int(rng.integers(self.min_objects, self.max_objects + 1))
+        movers: list[dict[str, Any]] = []
+        while len(movers) < count:  # redraw until distinct in (colour, shape) and on the first mover's axis
+            mover = self._draw_mover(rng)
+            if all((m["color"], m["shape"]) != (mover["color"], mover["shape"]) for m in movers) and (
+                not movers or _same_axis(mover["direction"], movers[0]["direction"])
+            ):
+                movers.append(mover)
+        return self.complete_spec(movers[0] if count == 1 else {"objects": movers}, rng)
+
+    def complete_spec(self, spec: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+        movers = moving_objects(spec)
+        if len(movers) == 1:
+            return {**movers[0], "start": self._draw_start(rng, movers[0]["direction"])}
+        starts = self._draw_apart_starts(rng, [m["direction"] for m in movers])
+        return {"objects": [{**m, "start": start} for m, start in zip(movers, starts, strict=True)]}
 
     def render(self, spec: dict[str, Any]) -> np.ndarray:
         canvas = self._canvas(self.frames)
         half = MOVING_HALF_EXTENT * self.scale
         step = MOVING_TRAVEL * self.size / (self.frames - 1)
-        dx, dy = DIRECTION_VECTORS[spec["direction"]]
-        start_x, start_y = spec["start"]
         for f in range(self.frames):
-            cx, cy = start_x + f * step * dx, start_y + f * step * dy
-            rasterize_shape(canvas[f], spec["shape"], cx, cy, half, COLORS[spec["color"]])
+            for mover in moving_objects(spec):
+                dx, dy = DIRECTION_VECTORS[mover["direction"]]
+                start_x, start_y = mover["start"]
+                cx, cy = start_x + f * step * dx, start_y + f * step * dy
+                rasterize_shape(canvas[f], mover["shape"], cx, cy, half, COLORS[mover["color"]])
         return canvas
+
+    @staticmethod
+    def _draw_mover(rng: np.random.Generator) -> dict[str, Any]:
+        color = list(COLORS)[int(rng.integers(len(COLORS)))]
+        shape = SHAPES[int(rng.integers(len(SHAPES)))]
+        direction = DIRECTIONS[int(rng.integers(len(DIRECTIONS)))]
+        return {"color": color, "shape": shape, "direction": direction}
+
+    def _start_ranges(self, direction: str) -> tuple[tuple[float, float], tuple[float, float]]:
+        """((x_lo, x_hi), (y_lo, y_hi)): starts whose trajectory stays inside the image."""
+        half = MOVING_HALF_EXTENT * self.scale
+        travel = MOVING_TRAVEL * self.size
+        lo, hi = half + _MARGIN * self.scale, self.size - half - _MARGIN * self.scale
+        # Start so that start + travel * direction stays in [lo, hi] on the motion axis.
+        dx, dy = DIRECTION_VECTORS[direction]
+        return (
+            (lo + travel * max(-dx, 0.0), hi - travel * max(dx, 0.0)),
+            (lo + travel * max(-dy, 0.0), hi - travel * max(dy, 0.0)),
+        )
+
+    def _draw_start(self, rng: np.random.Generator, direction: str) -> tuple[float, float]:
+        (x_lo, x_hi), (y_lo, y_hi) = self._start_ranges(direction)
+        start_x = rng.uniform(x_lo, x_hi)
+        start_y = rng.uniform(y_lo, y_hi)
+        return (float(start_x), float(start_y))
+
+    def _draw_apart_starts(self, rng: np.random.Generator, directions: list[str]) -> list[tuple[float, float]]:
+        """Starts of several movers whose bounding boxes keep the gap in every frame (rejection sampling).
+
+        Candidates are drawn 256 at a time and the first that works is taken: deterministic and cheap (two
+        movers on one axis need about 40 candidates at 32 px, as they must sit near opposite borders).
+        """
+        need = 2 * MOVING_HALF_EXTENT * self.scale + _GAP * self.scale
+        offsets_F = np.arange(self.frames) * MOVING_TRAVEL * self.size / (self.frames - 1)  # travelled so far
+        for _ in range(100):
+            paths = []  # per mover: (256, F, 2) centres
+            for direction in directions:
+                (x_lo, x_hi), (y_lo, y_hi) = self._start_ranges(direction)
+                starts = np.stack([rng.uniform(x_lo, x_hi, 256), rng.uniform(y_lo, y_hi, 256)], axis=1)
+                paths.append(starts[:, None, :] + offsets_F[None, :, None] * np.array(DIRECTION_VECTORS[direction]))
+            ok = np.ones(256, dtype=bool)
+            for a, b in itertools.combinations(paths, 2):
+                gap = np.abs(a - b)  # (256, F, 2): boxes are apart when apart along either axis, in every frame
+                ok &= ((gap[..., 0] >= need) | (gap[..., 1] >= need)).all(axis=1)
+            if ok.any():
+                first = int(ok.argmax())
+                return [(float(p[first, 0, 0]), float(p[first, 0, 1])) for p in paths]
+        raise ValueError(f"cannot place {len(directions)} movers ({directions}) apart in a {self.size} px clip")
+
+
+def _same_axis(a: str, b: str) -> bool:
+    """True for two directions along one axis (left / right, or up / down)."""
+    return (DIRECTION_VECTORS[a][0] == 0) == (DIRECTION_VECTORS[b][0] == 0)

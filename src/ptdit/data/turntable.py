@@ -108,7 +108,8 @@ def render_view(
 class TurntableDataset(ProceduralDataset):
     """Text-to-multi-view: a two-tone object seen from `views` evenly spaced azimuths at one elevation.
 
-    Caption example: "a red cube with a blue top" (the two colours always differ). Samples are
+    Caption example: "a red cube with a blue top" (the two colours differ). With `single_color_fraction > 0`
+    that fraction of the objects has one colour throughout, captioned "a red cube". Samples are
     `(3, views, size, size)`; view `v` is at azimuth `start + 360 * v / views` degrees.
 
     Args:
@@ -116,24 +117,43 @@ class TurntableDataset(ProceduralDataset):
         seed: dataset seed.
         num_samples: the dataset length.
         views: number of views (>= 1).
+        single_color_fraction: probability of a one-colour object, in [0, 1]. With the default 0 the samples
+            are exactly those of the two-tone dataset.
     """
 
     name = "turntable"
 
-    def __init__(self, *, size: int = 32, seed: int = 0, num_samples: int = 100_000, views: int = 8) -> None:
+    def __init__(
+        self,
+        *,
+        size: int = 32,
+        seed: int = 0,
+        num_samples: int = 100_000,
+        views: int = 8,
+        single_color_fraction: float = 0.0,
+    ) -> None:
         super().__init__(size=size, seed=seed, num_samples=num_samples)
         if not isinstance(views, int) or views < 1:
             raise ValueError(f"views must be a positive int, got {views!r}")
-        self.views = views
+        if not isinstance(single_color_fraction, (int, float)) or not 0.0 <= single_color_fraction <= 1.0:
+            raise ValueError(f"single_color_fraction must be in [0, 1], got {single_color_fraction!r}")
+        self.views, self.single_color_fraction = views, float(single_color_fraction)
 
     def sample_spec(self, index: int) -> dict[str, Any]:
         rng = self.rng(index)
         kind = KINDS[int(rng.integers(len(KINDS)))]
         names = list(COLORS)
         color, top_color = (names[i] for i in rng.choice(len(names), size=2, replace=False))
+        spec = self.complete_spec({"kind": kind, "color": color, "top_color": top_color}, rng)
+        # Drawn last, and only when asked for, so the default samples keep their original draws.
+        if self.single_color_fraction > 0 and rng.random() < self.single_color_fraction:
+            spec["top_color"] = color
+        return spec
+
+    def complete_spec(self, spec: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
         azimuth = float(rng.uniform(0.0, 360.0))
         elevation = float(rng.uniform(*ELEVATION_RANGE))
-        return {"kind": kind, "color": color, "top_color": top_color, "azimuth": azimuth, "elevation": elevation}
+        return {**spec, "azimuth": azimuth, "elevation": elevation}
 
     def render(self, spec: dict[str, Any]) -> np.ndarray:
         colors = (COLORS[spec["color"]], COLORS[spec["top_color"]])

@@ -47,7 +47,7 @@ from ptdit.data.shapes import HALF_EXTENT, MOVING_HALF_EXTENT, MOVING_TRAVEL, sh
 
 _COLOR_NAMES = list(COLORS)
 _PALETTE = np.array([COLORS[c] for c in _COLOR_NAMES], dtype=np.float32)  # (6, 3), brightest channel = 1
-_FLAT_THRESHOLD = 0.5  # foreground test for the flat (unshaded) 2D datasets, in [0, 1] units
+FLAT_THRESHOLD = 0.5  # foreground test for the flat (unshaded) 2D datasets, in [0, 1] units
 _SHADED_THRESHOLD = 0.3  # turntable faces are at least 0.55 bright, so a lower threshold is still safe
 
 
@@ -180,19 +180,19 @@ def _position_name(blob: Blob, size: int) -> str:
     return POSITIONS[3 * min(int(3 * cy / size), 2) + min(int(3 * cx / size), 2)]
 
 
-def _is_flat_object(blob: Blob, min_half: float, max_half: float) -> bool:
+def is_flat_object(blob: Blob, min_half: float, max_half: float) -> bool:
     # Plausible shape: extent between half the smallest and 1.5x the largest shape, filled at least like a
     # triangle would be, mostly one colour. Rejects noise speckle and image-filling regions.
     fill = blob.area / blob.mask.size
     return min_half <= blob.extent <= 3.0 * max_half and fill >= 0.35 and blob.majority_color()[1] >= 0.6
 
 
-def _min_flat_area(min_half: float) -> int:
+def min_flat_area(min_half: float) -> int:
     # A quarter of the smallest shape's area (a triangle: 2 * half^2): anything smaller is speckle.
     return max(int(0.5 * min_half * min_half), 1)
 
 
-def _to_unit_numpy(pixels: torch.Tensor) -> np.ndarray:
+def to_unit_numpy(pixels: torch.Tensor) -> np.ndarray:
     """(B, 3, F, H, W) in [-1, 1] -> (B, F, H, W, 3) float32 numpy in [0, 1] (a strided view)."""
     if pixels.dim() != 5 or pixels.shape[1] != 3:
         raise ValueError(f"pixels must be (B, 3, F, H, W), got {tuple(pixels.shape)}")
@@ -204,7 +204,7 @@ def _to_unit_numpy(pixels: torch.Tensor) -> np.ndarray:
 
 
 def _check_batch(pixels: torch.Tensor, captions: list[str]) -> np.ndarray:
-    images = _to_unit_numpy(pixels)
+    images = to_unit_numpy(pixels)
     if len(captions) != images.shape[0]:
         raise ValueError(f"got {images.shape[0]} samples but {len(captions)} captions")
     return images
@@ -215,7 +215,7 @@ def _check_batch(pixels: torch.Tensor, captions: list[str]) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _describe_flat_object(blob: Blob, size: int) -> dict[str, str]:
+def describe_flat_object(blob: Blob, size: int) -> dict[str, str]:
     scale = size / 32.0
     threshold = (HALF_EXTENT["small"] + HALF_EXTENT["large"]) * scale  # midpoint of the two full extents
     return {
@@ -244,10 +244,10 @@ def score_shapes(pixels: torch.Tensor, captions: list[str]) -> torch.Tensor:
         wanted = parse_caption("shapes", caption)["objects"]
         blobs = [
             b
-            for b in find_blobs(image[0], _FLAT_THRESHOLD, _min_flat_area(HALF_EXTENT["small"] * scale))
-            if _is_flat_object(b, HALF_EXTENT["small"] * scale, HALF_EXTENT["large"] * scale)
+            for b in find_blobs(image[0], FLAT_THRESHOLD, min_flat_area(HALF_EXTENT["small"] * scale))
+            if is_flat_object(b, HALF_EXTENT["small"] * scale, HALF_EXTENT["large"] * scale)
         ]
-        found = [_describe_flat_object(b, size) for b in blobs[:6]]  # the 6 largest bound the search below
+        found = [describe_flat_object(b, size) for b in blobs[:6]]  # the 6 largest bound the search below
         keys = ("color", "shape", "position", "size")
         # Best one-to-one assignment of captioned objects to detected ones (at most 6P4 = 360 candidates).
         best = 0
@@ -265,7 +265,7 @@ def score_shapes(pixels: torch.Tensor, captions: list[str]) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _motion_direction(centers: list[tuple[int, float, float]], size: int, frames: int) -> str:
+def motion_direction(centers: list[tuple[int, float, float]], size: int, frames: int) -> str:
     """Direction of the least-squares displacement of (frame, cx, cy) centres over the clip ("" if unclear)."""
     if len(centers) < 2:
         return ""
@@ -285,6 +285,9 @@ def _motion_direction(centers: list[tuple[int, float, float]], size: int, frames
 def score_moving_shapes(pixels: torch.Tensor, captions: list[str]) -> torch.Tensor:
     """Caption adherence for "moving-shapes" clips: colour, shape and direction of motion.
 
+    Clips of several movers (`max_objects=2`) are scored by `ptdit.eval.checks.check_moving_shapes`: the
+    fraction of its per-mover checks (drawn, colour, direction) that pass.
+
     Args:
         pixels: (B, 3, F, H, W) clips in [-1, 1], F >= 2, H = W.
         captions: B captions in the "moving-shapes" grammar.
@@ -298,10 +301,16 @@ def score_moving_shapes(pixels: torch.Tensor, captions: list[str]) -> torch.Tens
     scores = []
     for clip, caption in zip(images, captions, strict=True):
         wanted = parse_caption("moving-shapes", caption)
+        if "objects" in wanted:
+            from ptdit.eval.checks import check_moving_shapes  # checks builds on this module
+
+            checks = check_moving_shapes(clip, caption)[0]
+            scores.append(sum(c.passed for c in checks) / len(checks))
+            continue
         colors, shapes, centers = Counter(), Counter(), []
         for f, frame in enumerate(clip):
-            blobs = find_blobs(frame, _FLAT_THRESHOLD, _min_flat_area(half))
-            blobs = [b for b in blobs if _is_flat_object(b, half, half)]
+            blobs = find_blobs(frame, FLAT_THRESHOLD, min_flat_area(half))
+            blobs = [b for b in blobs if is_flat_object(b, half, half)]
             if blobs:
                 colors[blobs[0].majority_color()[0]] += 1
                 shapes[classify_shape(blobs[0])[0]] += 1
@@ -309,7 +318,7 @@ def score_moving_shapes(pixels: torch.Tensor, captions: list[str]) -> torch.Tens
         found = {
             "color": colors.most_common(1)[0][0] if colors else "",
             "shape": shapes.most_common(1)[0][0] if shapes else "",
-            "direction": _motion_direction(centers, size, frames),
+            "direction": motion_direction(centers, size, frames),
         }
         scores.append(sum(found[k] == wanted[k] for k in ("color", "shape", "direction")) / 3.0)
     return torch.tensor(scores, dtype=torch.float32)
@@ -354,7 +363,7 @@ def describe_view(image_HW3: np.ndarray) -> dict[str, Any] | None:
     }
 
 
-def _views_consistent(views: list[dict[str, Any] | None], size: int) -> bool:
+def views_consistent(views: list[dict[str, Any] | None], size: int) -> bool:
     if any(v is None for v in views):
         return False
     if len({(v["kind"], v["color"], v["top_color"]) for v in views}) > 1:
@@ -386,7 +395,7 @@ def score_turntable(pixels: torch.Tensor, captions: list[str]) -> torch.Tensor:
         per_view = [
             np.mean([v is not None and v[k] == wanted[k] for v in views]) for k in ("kind", "color", "top_color")
         ]
-        scores.append((sum(per_view) + _views_consistent(views, size)) / 4.0)
+        scores.append((sum(per_view) + views_consistent(views, size)) / 4.0)
     return torch.tensor(scores, dtype=torch.float32)
 
 

@@ -38,19 +38,25 @@ def sample_prompts(cfg: TrainConfig, n: int, seed: int) -> list[str]:
     return [dataset[i % len(dataset)]["caption"] for i in range(n)]
 
 
+def ema_pipeline(state: TrainState, pipeline: dict[str, Any]) -> Any:
+    """A `GenerationPipeline` around a plain copy of the model holding the EMA weights."""
+    from ptdit.config import PipelineConfig
+    from ptdit.sampling.pipeline import GenerationPipeline
+
+    ema_model = build_model(state.module.config).to(state.info.device).eval()
+    ema_model.load_state_dict(state.ema.state_dict(state.module))
+    pipe_cfg = PipelineConfig.from_dict({**pipeline, "text_encoder": state.cfg.pipeline.text_encoder})
+    return GenerationPipeline(ema_model, pipe_cfg, state.vae, state.text_encoder)
+
+
 @torch.no_grad()
 def sample_with_ema(
     state: TrainState, pipeline: dict[str, Any], prompts: list[str] | None = None, steps: int | None = None
 ) -> tuple[torch.Tensor, list[str]]:
     """(pixels (B, 3, F, H, W), prompts) sampled from a plain copy of the model holding the EMA weights."""
-    from ptdit.config import PipelineConfig
-    from ptdit.sampling.pipeline import GenerationPipeline
-
     cfg = state.cfg
-    ema_model = build_model(state.module.config).to(state.info.device).eval()
-    ema_model.load_state_dict(state.ema.state_dict(state.module))
-    pipe_cfg = PipelineConfig.from_dict({**pipeline, "text_encoder": cfg.pipeline.text_encoder})
-    pipe = GenerationPipeline(ema_model, pipe_cfg, state.vae, state.text_encoder)
+    pipe = ema_pipeline(state, pipeline)
+    ema_model = pipe.model
     steps = steps or cfg.train.sample_steps
     if state.conditioner.kind == "class":
         labels = list(range(min(cfg.train.num_sample_prompts, ema_model.config.num_classes)))
@@ -59,4 +65,4 @@ def sample_with_ema(
     return pipe(prompts, steps=steps, seed=0), prompts
 
 
-__all__ = ["sample_prompts", "sample_with_ema", "write_sample_grid"]
+__all__ = ["ema_pipeline", "sample_prompts", "sample_with_ema", "write_sample_grid"]

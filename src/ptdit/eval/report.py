@@ -44,7 +44,8 @@ def write_report(
         for p, prompt, score in cells
     )
     headline = [
-        ("oracle caption-adherence accuracy", f"{metrics['oracle_accuracy']:.3f}"),
+        ("oracle caption-adherence accuracy", f"{metrics['oracle_accuracy']:.3f} on {metrics['eval_prompts']} prompts"),
+        *_benchmark_headline(metrics),
         (
             "training",
             f"{metrics['steps']} steps, {metrics['samples_seen']:,} samples in {metrics['train_seconds']:.0f} s",
@@ -72,6 +73,7 @@ figcaption{{font-size:12px}}</style></head>
 {metrics["eval_prompts"]} fixed prompts and scored by the dataset's oracle (fraction of captioned attributes
 recovered by plain image analysis).</p>
 <table>{table}</table>
+{_benchmark_section(metrics)}
 <h2>Samples</h2><div class="grid">{rows}</div>
 <h2>Training loss</h2>{loss_img}
 <h2>Sample more</h2><pre>{html.escape(sample_command)}</pre>
@@ -80,6 +82,43 @@ recovered by plain image analysis).</p>
     report = out / "report.html"
     report.write_text(page)
     return report
+
+
+def _benchmark_headline(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    """Headline rows: the oracle benchmark's overall accuracy with its interval, and shapes-FD with its floor."""
+    rows = []
+    if metrics.get("benchmark"):
+        b = metrics["benchmark"]
+        lo, hi = b["overall"]["ci95"]
+        rows.append(
+            (f"oracle benchmark {b['suite']}, overall", f"{b['overall']['accuracy']:.3f} (95% CI {lo:.3f}-{hi:.3f})")
+        )
+    if metrics.get("shapes_fd"):
+        fd = metrics["shapes_fd"]
+        rows.append(
+            ("shapes-FD", f"{fd['shapes_fd']:.3f} ({fd['num_fake']} samples; real vs real {fd['real_floor']:.3f})")
+        )
+    return rows
+
+
+def _benchmark_section(metrics: dict[str, Any]) -> str:
+    """The per-category table of the oracle benchmark (docs/oracle-benchmark.md)."""
+    if not metrics.get("benchmark"):
+        return ""
+    b = metrics["benchmark"]
+    rows = "\n".join(
+        f"<tr><td>{html.escape(name)}</td><td>{c['accuracy']:.3f}</td><td>{c['ci95'][0]:.3f}-{c['ci95'][1]:.3f}</td>"
+        f"<td>{c['prompts']}</td></tr>"
+        for name, c in b["categories"].items()
+    )
+    lo, hi = b["overall"]["ci95"]
+    overall = f"<tr><th>overall</th><th>{b['overall']['accuracy']:.3f}</th><th>{lo:.3f}-{hi:.3f}</th><th></th></tr>"
+    return f"""<h2>Oracle benchmark ({html.escape(b["suite"])})</h2>
+<p>The task's fixed prompt suite, one sample per prompt; a sample passes its category when every attribute the
+category checks is found (GenEval-style; per-sample reasons in <code>benchmark/results.jsonl</code>).</p>
+<table><tr><th>category</th><th>accuracy</th><th>95% CI</th><th>prompts</th></tr>
+{rows}
+{overall}</table>"""
 
 
 __all__ = ["write_report"]

@@ -17,10 +17,11 @@ from ptdit.recipe.conditioning import (
     conditioning_for,
 )
 from ptdit.recipe.objective import Objective, build_objective
-from ptdit.recipe.tasks import TASKS, Task, get_task
+from ptdit.recipe.tasks import BUILTIN_DATASETS, TASKS, Task, get_task
 from ptdit.recipe.windows import paper_window, resolve_window, temporal_window, token_grid, window_tiling
 
 __all__ = [
+    "BUILTIN_DATASETS",
     "TASKS",
     "ClassConditioning",
     "Conditioning",

@@ -41,6 +41,11 @@ TASKS: dict[str, Task] = {
 }
 
 
+# The built-in procedural dataset of each text task: what its demo trains on and what its oracle-benchmark suite
+# (ptdit.eval.suites) is written in (docs/oracle-benchmark.md).
+BUILTIN_DATASETS: dict[str, str] = {"t2i": "shapes", "t2v": "moving-shapes", "t2mv": "turntable"}
+
+
 def get_task(name: str) -> Task:
     """The task called `name`; ValueError listing the valid names otherwise."""
     if name not in TASKS:
@@ -48,4 +53,4 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
-__all__ = ["TASKS", "Task", "get_task"]
+__all__ = ["BUILTIN_DATASETS", "TASKS", "Task", "get_task"]

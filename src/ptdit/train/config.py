@@ -84,6 +84,11 @@ class RunConfig:
     sample_every: int = 0  # 0: only at the end
     num_sample_prompts: int = 8
     sample_steps: int | None = None
+    # Periodic evaluation of the EMA weights (`ptdit train`; docs/oracle-benchmark.md): the oracle benchmark on
+    # the task's suite and shapes-FD, logged to metrics.jsonl. Needs a built-in dataset.
+    eval_every: int = 0  # 0: never
+    eval_prompts: int = 0  # benchmark prompts, stratified over its categories (0: the whole suite)
+    eval_fd_samples: int = 500  # samples for shapes-FD (0: skip it)
     device: str = "cpu"
     num_threads: int | None = None  # torch CPU threads per process (None: torch's default)
 
@@ -100,6 +105,13 @@ class RunConfig:
             raise ValueError(f"train.precision must be 'fp32' or 'bf16', got {self.precision!r}")
         if self.parallel not in ("ddp", "fsdp"):
             raise ValueError(f"train.parallel must be 'ddp' or 'fsdp', got {self.parallel!r}")
+        if not 0 <= self.caption_dropout < 1 or not 0 <= self.ema_decay < 1:
+            raise ValueError("train.caption_dropout and train.ema_decay must be in [0, 1)")
+        if min(self.eval_every, self.eval_prompts, self.eval_fd_samples) < 0 or self.eval_fd_samples == 1:
+            raise ValueError(
+                f"train.eval_every, eval_prompts must be >= 0 and eval_fd_samples 0 or >= 2, got {self.eval_every}, "
+                f"{self.eval_prompts}, {self.eval_fd_samples}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -41,7 +41,7 @@ def train_in_processes(config: Path, overrides: list[str], out: Path, processes:
     if folder is None:
         raise ValueError(f"training wrote no checkpoint under {out}; see the messages above")
     progress = json.loads((folder / STATE_DIR / "progress.json").read_text())
-    losses = [r["loss"] for r in read_metrics(out / "metrics.jsonl") if "loss" in r]
+    losses = [r["loss"] for r in read_metrics(out / "metrics.jsonl") if "loss" in r]  # evaluation records have none
     return TrainResult(
         out_dir=out,
         steps=progress["step"],

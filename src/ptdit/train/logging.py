@@ -160,6 +160,16 @@ class RunLog:
         self.bar.update(step, record)
         self.losses, self.last_log = [], now
 
+    def note(self, step: int, metrics: dict[str, float]) -> None:
+        """Shows an evaluation's headline numbers (its full record goes to metrics.jsonl by the caller)."""
+        if not self.bar.enabled:
+            return
+        shown = ", ".join(f"{k.split('/', 1)[-1]} {v:.4g}" for k, v in metrics.items() if k.count("/") <= 1)
+        if self.bar.tty:
+            self.bar.bar.write(f"step {step} evaluation: {shown}")
+        else:
+            print(f"step {step} evaluation: {shown}", file=sys.stderr, flush=True)
+
     def close(self) -> None:
         self.bar.close()
         self.writer.close()

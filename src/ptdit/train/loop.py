@@ -46,6 +46,25 @@ RUN_ENTRIES = {
 
 # preview(state, pipeline settings, png path): writes a sample grid of the EMA model (see ptdit.eval.previews).
 PreviewFn = Callable[[TrainState, dict[str, Any], Path], Any]
+# evaluate(state, pipeline settings) -> metrics of the EMA model (see ptdit.eval.during_training).
+EvaluateFn = Callable[[TrainState, dict[str, Any]], dict[str, float]]
+
+
+@dataclass(frozen=True)
+class _Hooks:
+    """What rank 0 does beside training at a step: sample grids and evaluations of the EMA weights."""
+
+    preview: PreviewFn | None
+    evaluate: EvaluateFn | None
+
+    def run(self, state: TrainState, pipeline: dict[str, Any], out: Path, log: RunLog) -> None:
+        every = state.cfg.train
+        if self.preview and every.sample_every and state.step % every.sample_every == 0:
+            self.preview(state, pipeline, out / "samples" / f"step-{state.step:07d}.png")
+        if self.evaluate and every.eval_every and state.step % every.eval_every == 0:
+            metrics = self.evaluate(state, pipeline)
+            log.writer.write({"step": state.step, **metrics})
+            log.note(state.step, metrics)
 
 
 @dataclass(frozen=True)
@@ -72,6 +91,7 @@ def train(
     stop_at: int | None = None,
     show_progress: bool = True,
     preview: PreviewFn | None = None,
+    evaluate: EvaluateFn | None = None,
     allow_config_change: bool = False,
 ) -> TrainResult:
     """Trains from `cfg`, writing checkpoints, metrics and samples under `out_dir`.
@@ -87,6 +107,8 @@ def train(
         show_progress: progress bar on rank 0 (a log line per interval when stderr is not a terminal).
         preview: writes the EMA sample grid every `train.sample_every` steps; `ptdit train` passes
             `ptdit.eval.previews.write_sample_grid`. None writes no grids.
+        evaluate: evaluates the EMA weights every `train.eval_every` steps (rank 0; the metrics go to
+            metrics.jsonl); `ptdit train` passes `ptdit.eval.during_training.make_training_evaluator(cfg)`.
         allow_config_change: resume although settings that change the numbers differ (recorded in metrics.jsonl).
 
     SIGINT / SIGTERM finish the current step, write a checkpoint and return (`stopped_by` names the signal).
@@ -99,12 +121,19 @@ def train(
             "(pass preview=ptdit.eval.previews.write_sample_grid)",
             stacklevel=2,
         )
+    if cfg.train.eval_every and evaluate is None:
+        warnings.warn(
+            "train.eval_every is set but no evaluate function was given, so nothing is evaluated "
+            "(pass evaluate=ptdit.eval.during_training.make_training_evaluator(cfg))",
+            stacklevel=2,
+        )
+    hooks = _Hooks(preview=preview, evaluate=evaluate)
     info = setup_distributed(cfg.train.device)
     try:
         run = _prepare(cfg, Path(out_dir), info, resume=resume, allow_config_change=allow_config_change)
         stop = cfg.train.max_steps if stop_at is None else min(stop_at, cfg.train.max_steps)
         with _run_folder(run.out, info), StopRequests(announce=info.is_main) as signals:
-            return _train(run, info, stop=stop, show_progress=show_progress, preview=preview, signals=signals)
+            return _train(run, info, stop=stop, show_progress=show_progress, hooks=hooks, signals=signals)
     finally:
         teardown_distributed()
 
@@ -181,7 +210,7 @@ def _existing_checkpoint(out: Path, resume: bool) -> Path | None:
 
 
 def _train(
-    run: _Run, info: DistInfo, *, stop: int, show_progress: bool, preview: PreviewFn | None, signals: StopRequests
+    run: _Run, info: DistInfo, *, stop: int, show_progress: bool, hooks: _Hooks, signals: StopRequests
 ) -> TrainResult:
     cfg, out = run.cfg, run.out
     with tempfile.TemporaryDirectory(prefix="ptdit-text-encoder-") as scratch:
@@ -207,7 +236,7 @@ def _train(
             log.writer.write({"step": state.step, "event": "config_change", "changes": _jsonable(run.changes)})
         save = _saver(state, out, pipeline, encoder_dir, log)
         start_step = state.step
-        checkpoint, stopped_by = _loop(state, loader, log, save, preview, pipeline, out, stop, signals, run.existing)
+        checkpoint, stopped_by = _loop(state, loader, log, save, hooks, pipeline, out, stop, signals, run.existing)
         log.bar.close()
         if state.step > start_step or checkpoint is None:
             checkpoint = save() or step_folder(out, state.step)
@@ -224,7 +253,7 @@ def _loop(
     loader: Any,
     log: RunLog,
     save: Callable[[], Path | None],
-    preview: PreviewFn | None,
+    hooks: _Hooks,
     pipeline: dict[str, Any],
     out: Path,
     stop: int,
@@ -240,8 +269,8 @@ def _loop(
         log.step(state.step, metrics)
         if state.step % cfg.train.checkpoint_every == 0 and state.step < stop:
             checkpoint = save() or checkpoint
-        if preview and cfg.train.sample_every and state.step % cfg.train.sample_every == 0 and info.is_main:
-            preview(state, pipeline, out / "samples" / f"step-{state.step:07d}.png")
+        if info.is_main:
+            hooks.run(state, pipeline, out, log)
         out_of_time = cfg.train.max_minutes is not None and (
             log.elapsed() - log.seconds_before >= cfg.train.max_minutes * 60
         )
@@ -332,4 +361,4 @@ def _agree(flag: bool) -> bool:
     return bool(all_reduce_sum(torch.tensor(float(flag))) > 0)
 
 
-__all__ = ["NonFiniteLossError", "PreviewFn", "TrainResult", "check_run_folder", "train"]
+__all__ = ["EvaluateFn", "NonFiniteLossError", "PreviewFn", "TrainResult", "check_run_folder", "train"]
