@@ -85,3 +85,19 @@ def test_shapes_fd_command_on_a_checkpoint(t2i_checkpoint, tmp_path, capsys):
     # The folder route reads the same samples back.
     assert main(["eval", "shapes-fd", "--fake", str(out), "--num-samples", "40", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["shapes_fd"] == result["shapes_fd"]
+
+
+def test_oracle_command_on_a_video_checkpoint_with_a_suite_file(t2v_checkpoint, tmp_path, capsys):
+    suite = load_suite("t2v-v1")
+    items = [next(i for i in suite["items"] if i["category"] == c) for c in ("motion_direction", "motion_binding")]
+    small = tmp_path / "small-suite.json"
+    small.write_text(json.dumps({**suite, "name": "t2v-small", "items": items}))
+    out = tmp_path / "oracle-t2v"
+    args = ["eval", "oracle", "--checkpoint", str(t2v_checkpoint), "--suite", str(small), "--seeds", "2"]
+    assert main([*args, "--out", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["suite"] == "t2v-small" and set(summary["categories"]) == {"motion_direction", "motion_binding"}
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [(r["repeat"], r["seed"]) for r in records] == [(0, 0), (0, 1), (1, 2), (1, 3)]
+    assert len(records[1]["found"]) == 2  # one reading per mover, from the frames read back from the PNG
+    assert (out / "samples" / "000003.mp4").is_file()

@@ -6,8 +6,10 @@
 * Sample sets, cached feature statistics, protocol presets and score records: `samples`, `stats`,
   `protocols`, `records`; the harness that ties them together: `metrics`; CLIPScore / CLIPSIM: `clip_score`
   (docs/evaluation.md).
-* The procedural datasets' oracle (`oracle`), FLOP accounting (`flops`), training previews (`previews`) and the
-  demo report (`report`).
+* The procedural datasets' oracle (`oracle`) and the oracle benchmark built on it (`suites`, `checks`,
+  `benchmark`), generation for evaluation (`generate`), shapes-FD (`shapes_fd`), evaluation during training
+  (`during_training`) (docs/oracle-benchmark.md), FLOP accounting (`flops`), training previews (`previews`) and
+  the demo report (`report`).
 
 Submodules are imported explicitly (`from ptdit.eval import flops`) so that importing this package stays cheap.
 """

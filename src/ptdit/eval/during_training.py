@@ -13,12 +13,13 @@ those of `ptdit eval oracle` on the same weights with its defaults.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from ptdit.eval.benchmark import score_sample, summarize
+from ptdit.eval.benchmark import count_truncated, score_sample, summarize
 
 
 def suite_subset(suite: dict[str, Any], num_prompts: int = 0) -> list[dict[str, Any]]:
@@ -43,7 +44,9 @@ def quantize(pixels: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def _sample(pipe: Any, prompts: list[str], batch_size: int) -> torch.Tensor:
     """(N, 3, F, H, W) quantised samples; sample k uses seed k."""
-    chunks = [pipe(prompts[i : i + batch_size], seed=i) for i in range(0, len(prompts), batch_size)]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*exceed max_length.*")  # counted once, in the summary
+        chunks = [pipe(prompts[i : i + batch_size], seed=i) for i in range(0, len(prompts), batch_size)]
     return quantize(torch.cat(chunks))
 
 
@@ -83,8 +86,10 @@ def evaluate_pipeline(
         dataset = suite["dataset"]
         prompts = random_captions(dataset, fd_samples, seed=CAPTION_SEED, **options)
         fd = shapes_fd(_sample(pipe, prompts, batch_size), dataset, num_real=num_real, options=options)
+    summary = summarize(suite, records)
+    summary["truncated_prompts"] = count_truncated(pipe, [item["prompt"] for item in items])
     return {
-        "summary": summarize(suite, records),
+        "summary": summary,
         "records": records,
         "pixels": pixels,
         "shapes_fd": fd,

@@ -112,13 +112,20 @@ def _benchmark_section(metrics: dict[str, Any]) -> str:
         for name, c in b["categories"].items()
     )
     lo, hi = b["overall"]["ci95"]
+    truncated = b.get("truncated_prompts", 0)
+    note = (
+        f"<p>{truncated} of the suite's prompts are longer than this checkpoint's text encoder takes and were "
+        "truncated: a model trained on shorter captions cannot see their last objects.</p>"
+        if truncated
+        else ""
+    )
     overall = f"<tr><th>overall</th><th>{b['overall']['accuracy']:.3f}</th><th>{lo:.3f}-{hi:.3f}</th><th></th></tr>"
     return f"""<h2>Oracle benchmark ({html.escape(b["suite"])})</h2>
 <p>The task's fixed prompt suite, one sample per prompt; a sample passes its category when every attribute the
 category checks is found (GenEval-style; per-sample reasons in <code>benchmark/results.jsonl</code>).</p>
 <table><tr><th>category</th><th>accuracy</th><th>95% CI</th><th>prompts</th></tr>
 {rows}
-{overall}</table>"""
+{overall}</table>{note}"""
 
 
 __all__ = ["write_report"]
