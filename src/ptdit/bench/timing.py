@@ -7,15 +7,14 @@ peak is reported as unavailable rather than guessed.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import gc
 import statistics
 import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
+
+from ptdit.sampling.pipeline import free_memory
 
 
 def _sync(device: str) -> None:
@@ -49,20 +48,13 @@ def status_kb(key: str) -> int | None:
     return None
 
 
-def _release_free_heap() -> None:
-    """Returns glibc's freed-but-kept heap pages to the OS (malloc_trim), so that memory an earlier run freed
-    is not silently reused by the next one without raising its resident set (which would hide its peak)."""
-    # Not glibc (no libc.so.6 or no malloc_trim): later runs may then under-report their peak.
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
 class PeakMemory:
     """Peak memory of the code run between `start()` and `stop()` in MiB (None when it cannot be measured).
 
     CUDA: the caching allocator's peak. CPU: growth of the peak resident set size; writing "5" to
     /proc/self/clear_refs resets the kernel's peak (VmHWM) to the current RSS, so earlier runs do not count, and
-    free heap pages are handed back first (`_release_free_heap`) so that reusing them shows up as growth.
+    free heap pages are handed back first (`ptdit.sampling.pipeline.free_memory`), so reusing them shows up as
+    growth.
     """
 
     def __init__(self, device: str) -> None:
@@ -70,12 +62,11 @@ class PeakMemory:
         self.baseline_kb: int | None = None
 
     def start(self) -> None:
-        gc.collect()
+        free_memory()  # freed heap pages go back first, so reusing them shows up as growth
         if self.device == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
             return
-        _release_free_heap()
         try:
             with open("/proc/self/clear_refs", "w") as f:
                 f.write("5")

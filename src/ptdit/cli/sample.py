@@ -199,7 +199,7 @@ def sample_in_stages(
         for _, part in _bar(batches, "encoding prompts")
     ]
     pipe.release("text_encoder")
-    announce_load("network", "model", None, args.checkpoint)
+    announce_load("network", None, None, args.checkpoint)
     pipe.load_model()
     latents = [
         pipe.sample_latents(
@@ -227,16 +227,18 @@ def _bar(items: list[Any], desc: str) -> Any:
 
 
 def announce_load(what: str, name: str | None, override: str | None, checkpoint: str) -> None:
-    """One line before a large load: what is loaded from where, and how big it is on disk."""
+    """One line before a large load: what is loaded from where, and how big it is on disk. `name` is the
+    component's folder inside the checkpoint; None means the network's weights in the checkpoint itself."""
     from ptdit.models.registry import resolve_checkpoint
 
     folder = resolve_checkpoint(checkpoint)
-    source = Path(override) if override else folder / (name or "")
+    source = Path(override) if override else folder / name if name else folder
     if not source.exists():
         return
-    files = [source] if source.is_file() else [p for p in source.rglob("*") if p.is_file()]
-    if what == "network":
-        files = [p for p in folder.glob("*.safetensors")]
+    if name is None and not override:
+        files = list(folder.glob("*.safetensors"))
+    else:
+        files = [source] if source.is_file() else [p for p in source.rglob("*") if p.is_file()]
     size = sum(p.stat().st_size for p in files)
     if size >= 2**30:
         print(f"loading the {what} from {source} ({size / 2**30:.1f} GiB)", file=sys.stderr, flush=True)

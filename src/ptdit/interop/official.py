@@ -197,8 +197,16 @@ def convert_official(
     if not isinstance(config, dict) and is_full_inference_config(config):
         # A whole inference config: convert the whole pipeline (network, CausalVAE, T5).
         return convert_official_pipeline(config, weights, out_dir, dtype=dtype, **pipeline_kwargs)
-    # The released weights were trained with the reference's positional embedding, whose non-square grids differ
-    # from the correct one (docs/decisions.md#positional-embedding-on-non-square-grids): keep it for them.
+    model = load_reference_predictor(reference, weights, dtype=dtype)
+    return save_model(model, out_dir, pipeline=RELEASED_PIPELINE.to_dict())
+
+
+def load_reference_predictor(
+    reference: dict[str, Any], weights: str | os.PathLike[str], *, dtype: torch.dtype | None = None
+) -> torch.nn.Module:
+    """The PT-DiT for a reference constructor config with the reference weights, every key, shape and value
+    checked. The released weights were trained with the reference's positional embedding, whose non-square grids
+    differ from the correct one (docs/decisions.md#positional-embedding-on-non-square-grids): keep it for them."""
     ptdit_config = dataclasses.replace(reference_config_to_ptdit(reference), reference_compat=True)
     model = build_model(ptdit_config, device="meta")
     expected = {k: v.shape for k, v in model.state_dict().items()}
@@ -208,7 +216,7 @@ def convert_official(
     if dtype is not None:
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     model.load_state_dict(state, strict=True, assign=True)
-    return save_model(model, out_dir, pipeline=RELEASED_PIPELINE.to_dict())
+    return model
 
 
 def check_finite(state: dict[str, torch.Tensor], source: str) -> None:
@@ -217,8 +225,8 @@ def check_finite(state: dict[str, torch.Tensor], source: str) -> None:
     if bad:
         shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
         raise ValueError(
-            f"weights file {source} holds NaN or infinite values in {len(bad)} tensor(s) ({shown}); the file is "
-            "damaged or from a diverged run: re-download it or use another checkpoint"
+            f"weights file {source} holds NaN or infinite values in {len(bad)} tensor(s) ({shown}); NaN or Inf "
+            "weights come from a damaged file or a diverged run: re-download it or use another checkpoint"
         )
 
 

@@ -26,10 +26,10 @@ from typing import Any
 
 import torch
 
-from ptdit.config import PipelineConfig, replace
-from ptdit.interop.official import reference_config_to_ptdit, unwrap_state_dict
-from ptdit.io import CONFIG_NAME, WEIGHTS_NAME, atomic_directory, load_state_dict_file, read_json, write_json
-from ptdit.models.registry import build_model, check_state_dict, checkpoint_config
+from ptdit.config import PipelineConfig
+from ptdit.interop.official import check_finite, load_reference_predictor
+from ptdit.io import CONFIG_NAME, WEIGHTS_NAME, atomic_directory, read_json, write_json
+from ptdit.models.registry import checkpoint_config
 
 REQUIRED_SECTIONS = ("predictor", "diffusion", "ae", "text_encoder", "tokenizer")
 VAE_FOLDER, TEXT_ENCODER_FOLDER = "vae", "text_encoder"
@@ -95,26 +95,6 @@ def pipeline_settings(ref: ReferenceInferenceConfig, window: tuple[int, int, int
         # released (1, 8, 8)), rather than the paper's 8 x 8 window grid.
         window_size=window,
     )
-
-
-def _predictor(ref: ReferenceInferenceConfig, weights: str | os.PathLike[str], dtype: torch.dtype | None):
-    """The PT-DiT with the converted weights; reference_compat reproduces the reference on non-square grids."""
-    config = replace(reference_config_to_ptdit(ref.section("predictor")), reference_compat=True)
-    model = build_model(config, device="meta")
-    expected = {k: v.shape for k, v in model.state_dict().items()}
-    state = unwrap_state_dict(load_state_dict_file(weights), set(expected))
-    check_state_dict(expected, state, str(weights))
-    _check_finite(state, str(weights))
-    if dtype is not None:
-        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
-    model.load_state_dict(state, strict=True, assign=True)
-    return model
-
-
-def _check_finite(state: dict[str, torch.Tensor], source: str) -> None:
-    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
-    if bad:
-        raise ValueError(f"{source} holds NaN or Inf values in {bad[:5]}{' ...' if len(bad) > 5 else ''}")
 
 
 def _vae_weights(ref: ReferenceInferenceConfig, vae_weights: str | os.PathLike[str] | None) -> Path:
@@ -210,7 +190,7 @@ def convert_official_pipeline(
     ref = ReferenceInferenceConfig.read(config)
     vae_config = CausalVAEConfig.from_dict(ref.section("ae"))
     vae_file, t5_folder = _vae_weights(ref, vae_weights), _text_encoder_source(ref, text_encoder)
-    model = _predictor(ref, weights, dtype)
+    model = load_reference_predictor(ref.section("predictor"), weights, dtype=dtype)
     _check_text_width(t5_folder, model.config.context_dim)
     pipeline = pipeline_settings(ref, model.config.window_size)
     if vae_config.latent_channels != model.config.in_channels:
@@ -219,7 +199,7 @@ def convert_official_pipeline(
             f"{model.config.in_channels}; the ae and predictor sections do not belong together"
         )
     vae = load_causalvae_model(vae_config, vae_file, weights_key=vae_weights_key, dtype=dtype or torch.float32)
-    _check_finite(vae.state_dict(), str(vae_file))
+    check_finite(vae.state_dict(), str(vae_file))
     from safetensors.torch import save_file
 
     with atomic_directory(out_dir) as tmp:
