@@ -169,3 +169,17 @@ def test_global_attention_baselines_need_only_patch_divisibility(shape, arch):
     assert torch.isfinite(x.grad).all() and x.grad.abs().max() > 0
     with pytest.raises(ValueError, match="nearest valid: H=10 or 12"):
         model(torch.randn(2, 4, 1, 11, 14), torch.tensor([10.0, 900.0]), **kwargs)
+
+
+@pytest.mark.slow
+def test_padded_sizes_agree_across_attention_backends():
+    """The padding masks become SDPA masks and FlexAttention block masks alike (flex: forward on CPU)."""
+    model = _model()
+    x, t, ctx, mask = _inputs(PADDED[0][0])
+    outs = {}
+    with torch.no_grad():
+        for backend in ("math", "sdpa", "flex"):
+            with use_attention_backend(backend):
+                outs[backend] = model(x, t, ctx, mask, window_size=PADDED[0][1])
+    torch.testing.assert_close(outs["sdpa"], outs["math"], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(outs["flex"], outs["math"], atol=1e-5, rtol=1e-5)

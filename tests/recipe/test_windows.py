@@ -81,3 +81,15 @@ def test_the_model_accepts_what_the_recipe_resolves():
         with torch.no_grad():
             out = model(x, torch.tensor([500.0]), torch.randn(1, 3, 8), window_size=window)
         assert out.shape == (1, 8, *shape[2:])
+
+
+def test_t2mv_runs_with_the_papers_temporal_window_padded():
+    """T2MV at 512 px: 6 latent frames. The default p_f = 2 tiles them; the paper's p_f = 4 is accepted and
+    pads 6 -> 8 frames (docs/decisions.md#multi-view-window)."""
+    from ptdit.attention.window import WindowLayout
+
+    shape = (1, 4, 6, 64, 64)
+    assert resolve_window(shape, model_config=PTDIT, task="t2mv") == (2, 4, 4)
+    assert resolve_window(shape, model_config=PTDIT, task="t2mv", window=(4, 4, 4)) == (4, 4, 4)
+    assert WindowLayout.create((6, 32, 32), (4, 4, 4)).padded_grid == (8, 32, 32)
+    assert not WindowLayout.create((6, 32, 32), (2, 4, 4)).padded
