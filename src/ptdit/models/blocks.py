@@ -38,6 +38,7 @@ class PTDiTBlock(nn.Module):
             windows; False masks every window (reference path); both give the same result. None (default)
             splits on CUDA only: the CPU flash kernel takes a mask at no extra cost, so there the split's copies
             are pure overhead (BENCHMARKS.md).
+            The same choice applies to the plain windows of a padded layout (only windows with padding masked).
         proxy_generator: random source for proxy_mode="random".
         drop_padded_proxies: on a padded layout (docs/architecture.md#padding-and-masking), True leaves the
             proxies of all-padding groups out of GIIM (no mask, fused kernels stay eligible); False keeps them
@@ -124,14 +125,14 @@ class PTDiTBlock(nn.Module):
         """GIIM (Eq. 1): proxies attend globally, then pass the information back to every token."""
         B, M, W, D = x_BMWD.shape
         cfg = self.config
-        prox_BPD, mask_1P = self.proxies(x_BMWD, layout)
-        prox_BPD = prox_BPD + self.proxy_attn1(self.proxy_norm1(prox_BPD), mask=mask_1P)  # global self-attention
-        kv_BPD = self.proxy_cross_norm(prox_BPD)
         if cfg.injection != "cross_attention" and layout.padded:
             raise ValueError(
                 f"injection={cfg.injection!r} needs a token grid the window tiles; grid {layout.grid} would be "
                 f"padded to {layout.padded_grid} for window {layout.window}: pass a size or window that tiles"
             )
+        prox_BPD, mask_1P = self.proxies(x_BMWD, layout)
+        prox_BPD = prox_BPD + self.proxy_attn1(self.proxy_norm1(prox_BPD), mask=mask_1P)  # global self-attention
+        kv_BPD = self.proxy_cross_norm(prox_BPD)
         if cfg.injection == "cross_attention":
             q_BLD = self.norm_before(x_BMWD).reshape(B, M * W, D)
             inj_BMWD = self.pvisual_attn2(q_BLD, kv_BPD, mask=mask_1P).view(B, M, W, D)
