@@ -554,10 +554,7 @@ def crossover_resolution(
     baseline = replace(baseline, dim=ptdit.dim, num_heads=ptdit.num_heads, depth=ptdit.depth)
     for resolution in resolutions:
         grid = token_grid(resolution, frames, patch_size=ptdit.patch_size)
-        try:
-            window = paper_window(resolution, frames, patch_size=ptdit.patch_size)
-        except ValueError:
-            continue  # no paper window at this size (e.g. latent frames not a multiple of 4)
+        window = paper_window(resolution, frames, patch_size=ptdit.patch_size)  # padded where it does not tile
         ours = analytic_macs(ptdit, grid, window=window, text_tokens=text_tokens).forward
         theirs = analytic_macs(
             baseline, token_grid(resolution, frames, patch_size=baseline.patch_size), text_tokens=text_tokens
