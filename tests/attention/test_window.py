@@ -129,9 +129,17 @@ def test_mask_cache_is_per_grid():
     assert shifted_window_mask((1, 8, 8), (1, 4, 4), (0, 2, 2)) is a
 
 
-def test_layout_rejects_grid_not_divisible_with_nearest_sizes():
+def test_layout_without_padding_rejects_grid_not_divisible_with_nearest_sizes():
     with pytest.raises(ValueError, match=r"H=16 or 32") as err:
-        WindowLayout.create((1, 15, 16), (1, 8, 8), patch_size=2)
+        WindowLayout.create((1, 15, 16), (1, 8, 8), patch_size=2, allow_padding=False)
     assert "(1, 8, 8)" in str(err.value) and "(1, 16, 16)" in str(err.value)
     with pytest.raises(ValueError, match="F=4 or 8"):
-        WindowLayout.create((6, 4, 4), (4, 2, 2), patch_size=2)
+        WindowLayout.create((6, 4, 4), (4, 2, 2), patch_size=2, allow_padding=False)
+
+
+def test_layout_pads_grid_not_divisible_to_next_multiple():
+    layout = WindowLayout.create((6, 15, 16), (4, 8, 8))
+    assert layout.padded and layout.padded_grid == (8, 16, 16) and layout.grid == (6, 15, 16)
+    assert (layout.num_tokens, layout.num_padded_tokens, layout.num_windows) == (6 * 15 * 16, 8 * 16 * 16, 8)
+    tiled = WindowLayout.create((8, 16, 16), (4, 8, 8))
+    assert not tiled.padded and tiled.padded_grid == tiled.grid

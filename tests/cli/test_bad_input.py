@@ -253,7 +253,7 @@ API_CASES = [
     ("timesteps per batch", lambda m, p: _call(m, t=torch.ones(3)), ValueError, "one entry per sample"),
     ("timesteps 2-d", lambda m, p: _call(m, t=torch.ones(2, 2)), ValueError, "shape (2, 2)"),
     ("no context", lambda m, p: m(_latents(), torch.ones(2)), ValueError, "text-conditional"),
-    ("grid vs window", lambda m, p: _call(m, x=torch.randn(2, 4, 1, 18, 16)), ValueError, "nearest valid"),
+    ("grid vs patch", lambda m, p: _call(m, x=torch.randn(2, 4, 1, 17, 16)), ValueError, "nearest valid: H=16 or 18"),
     ("save_model into a file", lambda m, p: ptdit.save_model(m, p / "f.txt"), FileExistsError, "is a file"),
     ("save_model into a foreign folder", lambda m, p: ptdit.save_model(m, p / "d"), FileExistsError, "not empty"),
     ("load_model missing", lambda m, p: ptdit.load_model(p / "missing"), FileNotFoundError, "not found"),

@@ -46,3 +46,17 @@ def test_flops_cli_window_override_and_bad_input(capsys):
     assert "multiple of 16 px" in capsys.readouterr().err
     assert main(["flops", "--model", "Nope"]) == 2
     assert "unknown model preset" in capsys.readouterr().err
+
+
+def test_flops_cli_reports_padding(capsys):
+    """T2MV's 24 views (6 latent frames) with the video window p_f = 4: padded to 8 frames, cost reported."""
+    args = ["flops", "--model", "PT-DiT/XL", "--resolution", "512", "--frames", "24", "--window", "4", "4", "4"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "Padding" in out and "6x32x32" in out and "8x32x32" in out and "33.3%" in out
+    assert main([*args, "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["padding_tokens"] == 2048 and row["gmac_padding"] > 0 and row["counted_rel_diff"] < 0.01
+    video = ["flops", "--model", "PT-DiT/XL", "--resolution", "512", "--frames", "96", "--no-verify", "--json"]
+    assert main(video) == 0
+    assert json.loads(capsys.readouterr().out)[0]["padding_tokens"] == 0  # 24 latent frames: p_f = 4 tiles them

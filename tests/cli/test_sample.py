@@ -136,8 +136,8 @@ def test_sample_with_a_real_vae_folder(tmp_path, t5_dir):
     ("extra", "message"),
     [
         (["--steps", "0"], "--steps must be >= 1"),
-        (["--height", "18"], "nearest valid: 16 or 32"),
-        (["--width", "17"], "multiple of 16"),
+        (["--height", "17"], "nearest valid: 16 or 18"),
+        (["--width", "17"], "multiple of 2"),
         (["--sampler", "euler9"], "unknown --sampler"),
         (["--prompts-file", "."], "cannot read prompts file"),
         (["--prompts-file", "missing.txt"], "not found"),

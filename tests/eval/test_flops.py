@@ -15,7 +15,9 @@ from ptdit.eval.flops import (
     counted_macs,
     crossover_resolution,
     eq4_rows,
+    flops_summary,
     latent_frames,
+    padding_macs,
     paper_window,
     token_grid,
 )
@@ -76,6 +78,13 @@ CASES = [
         (1, 2, 2),
     ),
     ("ptdit-window-1", PTDiTConfig(dim=32, depth=1, num_heads=2, context_dim=24), (1, 4, 4), (1, 1, 1)),
+    ("ptdit-padded", PTDiTConfig(dim=32, depth=2, num_heads=2, context_dim=24), (3, 5, 6), (2, 4, 4)),
+    (
+        "ptdit-padded-sub-proxies",
+        PTDiTConfig(dim=32, depth=1, num_heads=2, context_dim=24, window_size=(1, 4, 4), proxy_window=(1, 2, 2)),
+        (1, 7, 10),
+        (1, 4, 4),
+    ),
     ("dit", DiTConfig(dim=32, depth=2, num_heads=2, num_classes=10, input_size=16), (1, 8, 8), None),
     ("dit-video", DiTConfig(dim=32, depth=2, num_heads=2, num_classes=10, input_size=16), (3, 4, 4), None),
     ("pixart", PixArtConfig(dim=32, depth=2, num_heads=2, context_dim=24), (1, 8, 8), None),
@@ -182,10 +191,20 @@ def test_paper_window_and_grid_errors():
     assert token_grid(512, 288) == (72, 32, 32)
     with pytest.raises(ValueError, match="multiple of 16 px"):
         token_grid(100)
-    with pytest.raises(ValueError, match="8 windows do not tile"):
-        paper_window(272)
-    with pytest.raises(ValueError, match="latent frames"):
-        paper_window(256, 10)
+    assert paper_window(272) == (1, 2, 2)  # 17 tokens per side: windows of 2, padded to 18
+    assert paper_window(256, 10) == (3, 2, 2)  # 3 latent frames: one window of all frames
+
+
+def test_padding_is_reported_with_its_cost():
+    """T2MV's 6 latent frames with p_f = 4: 8 frames in the blocks, a third more block tokens."""
+    config = get_preset("PT-DiT/XL")
+    row = flops_summary("PT-DiT/XL", config, 512, 24, window=(4, 4, 4), verify=False)
+    assert row["grid"] == [6, 32, 32] and row["padded_grid"] == [8, 32, 32]
+    assert row["padding_tokens"] == 2 * 32 * 32 and 0.2 < row["padding_share"] < 0.25  # 1/4 of the padded run
+    extra = padding_macs(config, (6, 32, 32), window=(4, 4, 4))
+    assert extra == pytest.approx(row["gmac_padding"] * 1e9) and extra > 0
+    tiled = flops_summary("PT-DiT/XL", config, 512, 24, window=(2, 4, 4), verify=False)
+    assert tiled["padding_tokens"] == 0 and tiled["gmac_padding"] == 0 and tiled["padded_grid"] == tiled["grid"]
 
 
 def test_crossover_at_equal_width():

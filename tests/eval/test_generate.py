@@ -133,7 +133,7 @@ def test_bad_input_one_line_exit_2_nothing_written(t2i_checkpoint, prompts_file,
     _fails_cleanly(capsys, _args(t2i_checkpoint, binary, out), "cannot read prompts file", out)
     args = ["eval", "generate", "--checkpoint", str(t2i_checkpoint), "--classes", "3", "--out", str(out)]
     _fails_cleanly(capsys, args, "give --prompts FILE", out)
-    _fails_cleanly(capsys, [*_args(t2i_checkpoint, prompts_file, out), "--height", "30"], "nearest valid", out)
+    _fails_cleanly(capsys, [*_args(t2i_checkpoint, prompts_file, out), "--height", "31"], "nearest valid", out)
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "notes.txt").write_text("mine")

@@ -210,8 +210,10 @@ def test_nan_weights_are_refused(tmp_path, capsys):
     _assert_one_line_error(capsys, out, "NaN or Inf")
 
 
-def test_sizes_the_windows_cannot_take(converted, tmp_path, capsys):
+def test_sizes_the_model_cannot_take(converted, tmp_path, capsys):
+    """Sizes the window does not tile run padded; 50 px is not a multiple of patch x VAE factor (16) and is
+    refused naming the nearest valid sizes."""
     out = tmp_path / "samples"
-    code = main(["sample", "--checkpoint", str(converted), "--prompt", "a cat", "--height", "48", "--out", str(out)])
-    assert code == 2 and "nearest valid: 32 or 64" in capsys.readouterr().err
+    code = main(["sample", "--checkpoint", str(converted), "--prompt", "a cat", "--height", "50", "--out", str(out)])
+    assert code == 2 and "nearest valid: 48 or 64" in capsys.readouterr().err
     assert not out.exists()

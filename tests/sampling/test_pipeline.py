@@ -42,3 +42,23 @@ def test_pipeline_euler_matches_reference_loop(t5_dir):
             v_c, v_u = out.double().chunk(2)
             x = x + (v_u + 3.0 * (v_c - v_u)) * (ts[i] - ts[i + 1]) / 1000
     torch.testing.assert_close(got, x.float().clamp(-1, 1), atol=1e-4, rtol=1e-4)
+
+
+def test_pipeline_accepts_sizes_the_window_does_not_tile(t5_dir):
+    """Any multiple of patch x VAE factor and any frame count the VAE accepts: the model pads and masks
+    (docs/architecture.md#padding-and-masking); other sizes name the nearest valid ones."""
+    import pytest
+
+    from ptdit.encoders import IdentityVAE, load_text_encoder
+    from ptdit.sampling.pipeline import GenerationPipeline
+
+    cfg = PTDiTConfig(dim=32, depth=1, num_heads=2, context_dim=TINY_T5_DIM, in_channels=3, out_channels=6)
+    model = randomize_(ptdit.PTDiT(cfg)).eval()
+    encoder = load_text_encoder(str(t5_dir), max_length=16)
+    pipe_cfg = PipelineConfig(text_encoder=str(t5_dir), steps=2, cfg_scale=3.0, height=16, width=16, task="t2v")
+    pipe = GenerationPipeline(model, pipe_cfg, IdentityVAE(), encoder)
+    request = pipe.request(height=18, width=34, frames=3)  # 9 x 17 tokens, 3 frames: nothing tiles
+    assert request.window_size == (3, 1, 2)
+    assert pipe(["a cat"], seed=0, height=18, width=34, frames=3).shape == (1, 3, 3, 18, 34)
+    with pytest.raises(ValueError, match="nearest valid: 16 or 18"):
+        pipe.request(height=17)

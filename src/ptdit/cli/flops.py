@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the attention matmuls, in two conventions: MAC (1 multiply-accumulate = 1 FLOP, the DiT / PT-DiT "
         "papers' GFLOPs) and 2 x MAC. Each analytic total is checked against torch's FlopCounterMode run on the "
         "meta device (exits with an error if they differ by more than 1%%). PT-DiT uses the paper's window per "
-        "resolution (8 x 8 windows per frame; p_f = 4 for video) unless --window is given.",
+        "resolution (8 x 8 windows per frame; p_f = 4 for video) unless --window is given; where the window does "
+        "not tile the token grid, the grid is padded and the padding tokens and their extra MACs are reported.",
     )
     p.add_argument(
         "--model", nargs="+", action=AccumulateList, default=list(DEFAULT_MODELS), metavar="NAME", help="model presets"
@@ -173,6 +174,22 @@ def print_attention_split(rows: list[dict[str, Any]]) -> None:
         )
 
 
+def print_padding(rows: list[dict[str, Any]]) -> None:
+    """Rows whose window does not tile the token grid: the padded grid and what its padding costs."""
+    padded = [r for r in rows if r.get("padding_tokens")]
+    if not padded:
+        return
+    print("\nPadding: grids the window does not tile run padded up to whole windows, padded tokens masked")
+    header = f"{'res':>5} {'frames':>6} {'model':<18} {'window':<9} {'grid':<10} {'padded':<10} {'+tokens':>8}"
+    print(f"{header} {'+fwd GMAC':>10}")
+    for r in padded:
+        window, grid, pad = ("x".join(map(str, r[k])) for k in ("window", "grid", "padded_grid"))
+        print(
+            f"{r['resolution']:>5} {r['frames']:>6} {r['model']:<18} {window:<9} {grid:<10} {pad:<10} "
+            f"{r['padding_tokens'] / r['tokens']:>7.1%} {_fmt(r['gmac_padding']):>10} ({r['padding_share']:.1%} of fwd)"
+        )
+
+
 def print_crossover(args: argparse.Namespace) -> None:
     from ptdit.eval.flops import crossover_resolution
     from ptdit.presets.models import get_preset
@@ -245,6 +262,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print_tables(rows, args)
     print_attention_split(rows)
+    print_padding(rows)
     print_crossover(args)
     print_eq4()
     if plot is not None:

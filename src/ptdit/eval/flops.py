@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ptdit.attention.window import padded_size
 from ptdit.config import DiTConfig, ModelConfig, PixArtConfig, PTDiTConfig, replace
 from ptdit.encoders.vae import causal_latent_frames
 from ptdit.recipe.windows import has_windows
@@ -147,11 +148,15 @@ class MacCount:
         )
 
 
-def _ptdit_block(config: PTDiTConfig, grid: Size3, window: Size3, text_tokens: int) -> tuple[dict, dict]:
-    """(linear, attention) MACs of one PT-Block for one sample."""
-    D, L = config.dim, math.prod(grid)
-    W = math.prod(window)  # tokens per window
-    P = L // math.prod(config.proxy_window or window)  # proxy tokens
+def real_proxies(grid: Size3, window: Size3, proxy_window: Size3 | None = None) -> int:
+    """Proxies with at least one real token: what GIIM attends over on a padded grid (every proxy otherwise)."""
+    return math.prod(-(-g // q) for g, q in zip(grid, proxy_window or window, strict=True))
+
+
+def _ptdit_block(config: PTDiTConfig, L: int, window: Size3, P: int, text_tokens: int) -> tuple[dict, dict]:
+    """(linear, attention) MACs of one PT-Block for one sample on L tokens (of the padded grid) with P proxies."""
+    D = config.dim
+    W = math.prod(window)  # tokens per window; each query of a window sees its W keys
     linear: dict[str, int] = {}
     attention: dict[str, int] = {}
     if config.use_global_interaction:
@@ -166,10 +171,10 @@ def _ptdit_block(config: PTDiTConfig, grid: Size3, window: Size3, text_tokens: i
         linear["visual_cross_attention"] = inject  # "interpolate" upsamples: no MACs
     if config.use_window_attention:
         linear["window_attention"] = attention_projection_macs(L, L, D)
-        attention["window_attention"] = (L // W) * attention_matmul_macs(W, W, D)
+        attention["window_attention"] = attention_matmul_macs(L, W, D)
     if config.use_shifted_window:
         linear["shifted_window_attention"] = attention_projection_macs(L, L, D) + L * D * D  # + linear_2
-        attention["shifted_window_attention"] = (L // W) * attention_matmul_macs(W, W, D)
+        attention["shifted_window_attention"] = attention_matmul_macs(L, W, D)
     if config.conditioning == "text":
         linear["text_cross_attention"] = attention_projection_macs(L, text_tokens, D)
         attention["text_cross_attention"] = attention_matmul_macs(L, text_tokens, D)
@@ -198,15 +203,19 @@ def analytic_macs(
     window: Size3 | None = None,
     batch: int = 1,
     text_tokens: int = TEXT_TOKENS,
+    unpadded: bool = False,
 ) -> MacCount:
     """Per-branch forward MACs of a network on a token grid.
 
     Args:
         config: PT-DiT, DiT or PixArt-alpha config.
         grid: (F, Y, X) token grid (see `token_grid`).
-        window: PT-DiT window; None = the config's default. Ignored by the baselines.
+        window: PT-DiT window; None = the config's default. Ignored by the baselines. Where it does not tile
+            the grid, the blocks run on the padded grid (docs/architecture.md#padding-and-masking).
         batch: samples per forward pass.
         text_tokens: caption length S (text-conditional models).
+        unpadded: count the blocks on the real tokens only, as if padding were free (the difference to the
+            default count is the cost of padding, see `padding_macs`).
 
     Returns:
         The MacCount of one forward pass of `batch` samples.
@@ -214,9 +223,9 @@ def analytic_macs(
     D, L, p = config.dim, math.prod(grid), config.patch_size
     if config.arch == "ptdit":
         window = tuple(window or config.window_size)
-        if any(g % w for g, w in zip(grid, window, strict=True)):
-            raise ValueError(f"window {window} does not tile the token grid {grid}")
-        block_linear, block_attention = _ptdit_block(config, grid, window, text_tokens)
+        block_tokens = L if unpadded else math.prod(padded_size(grid, window))
+        proxies = real_proxies(grid, window, config.proxy_window)
+        block_linear, block_attention = _ptdit_block(config, block_tokens, window, proxies, text_tokens)
     else:
         block_linear, block_attention = _global_block(config, grid, text_tokens)
     text = config.conditioning == "text"
@@ -236,6 +245,13 @@ def analytic_macs(
     for name, macs in block_attention.items():
         attention[name] = config.depth * macs
     return MacCount(linear, attention, patch + timestep_in + caption_in).scaled(batch)
+
+
+def padding_macs(config: ModelConfig, grid: Size3, *, window: Size3 | None = None, **kwargs: int) -> int:
+    """Forward MACs spent on padding: the count on the padded grid minus the count on the real tokens alone
+    (0 where the window tiles the grid, and for the global-attention baselines)."""
+    padded = analytic_macs(config, grid, window=window, **kwargs).forward
+    return padded - analytic_macs(config, grid, window=window, unpadded=True, **kwargs).forward
 
 
 def attention_cost_ratio(window: Size3, tokens: int) -> float:
@@ -479,6 +495,7 @@ def flops_summary(
         "tokens": math.prod(grid),
         "grid": list(grid),
         "window": list(window) if window is not None else None,
+        **_padding_fields(config, grid, window, batch, text_tokens, macs.forward),
         "batch": batch,
         "text_tokens": text_tokens if "text_cross_attention" in macs.linear else 0,
         "width": config.dim,
@@ -510,6 +527,20 @@ def flops_summary(
     return row
 
 
+def _padding_fields(
+    config: ModelConfig, grid: Size3, window: Size3 | None, batch: int, text_tokens: int, forward: int
+) -> dict:
+    """The padded grid, its padding tokens and the forward MACs they cost (docs/architecture.md#padding-and-masking)."""
+    padded = padded_size(grid, window) if window is not None else grid
+    extra = padding_macs(config, grid, window=window, batch=batch, text_tokens=text_tokens) if window else 0
+    return {
+        "padded_grid": list(padded),
+        "padding_tokens": math.prod(padded) - math.prod(grid),
+        "gmac_padding": extra / GIGA,
+        "padding_share": extra / forward,
+    }
+
+
 def crossover_resolution(
     ptdit: PTDiTConfig,
     baseline: ModelConfig,
@@ -523,10 +554,7 @@ def crossover_resolution(
     baseline = replace(baseline, dim=ptdit.dim, num_heads=ptdit.num_heads, depth=ptdit.depth)
     for resolution in resolutions:
         grid = token_grid(resolution, frames, patch_size=ptdit.patch_size)
-        try:
-            window = paper_window(resolution, frames, patch_size=ptdit.patch_size)
-        except ValueError:
-            continue  # no paper window at this size (e.g. latent frames not a multiple of 4)
+        window = paper_window(resolution, frames, patch_size=ptdit.patch_size)  # padded where it does not tile
         ours = analytic_macs(ptdit, grid, window=window, text_tokens=text_tokens).forward
         theirs = analytic_macs(
             baseline, token_grid(resolution, frames, patch_size=baseline.patch_size), text_tokens=text_tokens

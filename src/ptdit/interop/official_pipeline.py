@@ -92,7 +92,8 @@ def pipeline_settings(ref: ReferenceInferenceConfig, window: tuple[int, int, int
         width=int(size[2]),
         fps=int(ref.data.get("fps", 8)),
         # The reference applies its compression ratios at every size (sides must be multiples of 128 px for the
-        # released (1, 8, 8)), rather than the paper's 8 x 8 window grid.
+        # released (1, 8, 8)), rather than the paper's 8 x 8 window grid; other sizes are padded here
+        # (docs/architecture.md#padding-and-masking), which the reference cannot run.
         window_size=window,
     )
 

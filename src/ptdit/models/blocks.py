@@ -19,7 +19,7 @@ from einops import rearrange
 from torch import nn
 
 from ptdit.attention.modules import Attention, masked_window_attention
-from ptdit.attention.proxy import pool_proxy_tokens, proxy_grid
+from ptdit.attention.proxy import pool_proxy_tokens, proxy_grid, real_proxy_index, real_proxy_mask
 from ptdit.attention.window import WindowLayout
 from ptdit.config import PTDiTConfig
 from ptdit.nn.layers import FeedForward, layer_norm, modulate
@@ -38,7 +38,11 @@ class PTDiTBlock(nn.Module):
             windows; False masks every window (reference path); both give the same result. None (default)
             splits on CUDA only: the CPU flash kernel takes a mask at no extra cost, so there the split's copies
             are pure overhead (BENCHMARKS.md).
+            The same choice applies to the plain windows of a padded layout (only windows with padding masked).
         proxy_generator: random source for proxy_mode="random".
+        drop_padded_proxies: on a padded layout (docs/architecture.md#padding-and-masking), True leaves the
+            proxies of all-padding groups out of GIIM (no mask, fused kernels stay eligible); False keeps them
+            and masks them as keys (reference path); both give the same result.
     """
 
     def __init__(self, config: PTDiTConfig) -> None:
@@ -47,6 +51,7 @@ class PTDiTBlock(nn.Module):
         self.config = config
         self.split_shifted_windows: bool | None = None
         self.proxy_generator: torch.Generator | None = None
+        self.drop_padded_proxies = True
         self.scale_shift_table = _table(6, D)  # T6: shift/scale/gate of window attention, then of the MLP
 
         # 1. Global information interaction (GIIM)
@@ -103,7 +108,8 @@ class PTDiTBlock(nn.Module):
 
         # 2. Texture complement: window attention, then shifted-window attention
         if self.config.use_window_attention:
-            x_BMWD = x_BMWD + gate_msa * self.attn1(modulate(self.norm1(x_BMWD), shift_msa, scale_msa))
+            h_BMWD = modulate(self.norm1(x_BMWD), shift_msa, scale_msa)
+            x_BMWD = x_BMWD + gate_msa * self.window_attention(h_BMWD, layout)
         if self.config.use_shifted_window:
             x_BMWD = x_BMWD + self.shifted_window_attention(x_BMWD, t6_B6D, layout)
 
@@ -119,19 +125,17 @@ class PTDiTBlock(nn.Module):
         """GIIM (Eq. 1): proxies attend globally, then pass the information back to every token."""
         B, M, W, D = x_BMWD.shape
         cfg = self.config
-        prox_BPD = pool_proxy_tokens(
-            x_BMWD,
-            layout,
-            cfg.proxy_window,
-            mode=cfg.proxy_mode,
-            strided=cfg.reference_compat,
-            generator=self.proxy_generator,
-        )
-        prox_BPD = prox_BPD + self.proxy_attn1(self.proxy_norm1(prox_BPD))  # global self-attention, no mask
+        if cfg.injection != "cross_attention" and layout.padded:
+            raise ValueError(
+                f"injection={cfg.injection!r} needs a token grid the window tiles; grid {layout.grid} would be "
+                f"padded to {layout.padded_grid} for window {layout.window}: pass a size or window that tiles"
+            )
+        prox_BPD, mask_1P = self.proxies(x_BMWD, layout)
+        prox_BPD = prox_BPD + self.proxy_attn1(self.proxy_norm1(prox_BPD), mask=mask_1P)  # global self-attention
         kv_BPD = self.proxy_cross_norm(prox_BPD)
         if cfg.injection == "cross_attention":
             q_BLD = self.norm_before(x_BMWD).reshape(B, M * W, D)
-            inj_BMWD = self.pvisual_attn2(q_BLD, kv_BPD).view(B, M, W, D)
+            inj_BMWD = self.pvisual_attn2(q_BLD, kv_BPD, mask=mask_1P).view(B, M, W, D)
         elif cfg.injection == "interpolate":
             # Upsample the proxy grid to the token grid; trilinear with an unchanged frame axis equals
             # bilinear per frame, so one call covers images and video.
@@ -147,6 +151,36 @@ class PTDiTBlock(nn.Module):
             inj_BMWD = self.proxy_to_tokens(kv_BPD.transpose(1, 2)).transpose(1, 2).reshape(B, M, W, D)
         return self.linear_1_visual(inj_BMWD)
 
+    def proxies(self, x_BMWD: torch.Tensor, layout: WindowLayout) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, P, D) proxies and their (1, P) key mask (None: every proxy is a key). On a padded layout the
+        proxies of all-padding groups are left out, or kept and masked (`drop_padded_proxies`)."""
+        cfg = self.config
+        prox_BPD = pool_proxy_tokens(
+            x_BMWD,
+            layout,
+            cfg.proxy_window,
+            mode=cfg.proxy_mode,
+            strided=cfg.reference_compat,
+            generator=self.proxy_generator,
+        )
+        if not layout.padded:
+            return prox_BPD, None
+        if self.drop_padded_proxies:
+            return prox_BPD.index_select(1, real_proxy_index(layout, cfg.proxy_window, x_BMWD.device)), None
+        return prox_BPD, real_proxy_mask(layout, cfg.proxy_window, x_BMWD.device)[None]
+
+    def window_attention(self, h_BMWD: torch.Tensor, layout: WindowLayout) -> torch.Tensor:
+        """WSA (Eq. 2): attention inside each window; on a padded layout padded tokens are not keys."""
+        mask_MWW = layout.window_mask(h_BMWD.device)
+        if mask_MWW is None:
+            return self.attn1(h_BMWD)
+        split = layout.window_split(h_BMWD.device) if self._split_windows(h_BMWD.device) else None
+        return masked_window_attention(self.attn1, h_BMWD, mask_MWW, split)
+
+    def _split_windows(self, device: torch.device) -> bool:
+        """Whether masked window attention runs the mask-free windows unmasked (`split_shifted_windows`)."""
+        return device.type == "cuda" if self.split_shifted_windows is None else self.split_shifted_windows
+
     def shifted_window_attention(
         self, x_BMWD: torch.Tensor, t6_B6D: torch.Tensor, layout: WindowLayout
     ) -> torch.Tensor:
@@ -159,10 +193,7 @@ class PTDiTBlock(nn.Module):
             out_BMWD = self.attn3(h_BMWD)
         else:
             device = x_BMWD.device
-            use_split = self.split_shifted_windows
-            if use_split is None:
-                use_split = device.type == "cuda"
-            split = layout.shift_split(device) if use_split else None
+            split = layout.shift_split(device) if self._split_windows(device) else None
             rolled_BMWD = masked_window_attention(self.attn3, layout.roll(h_BMWD), layout.shift_mask(device), split)
             out_BMWD = layout.roll(rolled_BMWD, inverse=True)
         return self.linear_2(gate_sw * out_BMWD)  # gate before the zero-init linear: its bias is not gated

@@ -74,7 +74,8 @@ class PTDiT(nn.Module):
         nn.init.normal_(self.scale_shift_table, std=1 / math.sqrt(D))
 
     def layout(self, latent_shape: torch.Size | tuple[int, ...], window_size: Size3 | None = None) -> WindowLayout:
-        """Validated grid/window layout for latents of `latent_shape` (B, C, F, H, W)."""
+        """Validated grid/window layout for latents of `latent_shape` (B, C, F, H, W); padded where the window
+        does not tile the token grid."""
         grid = self.pos_embed.token_grid(latent_shape)
         window = tuple(window_size) if window_size is not None else self.config.window_size
         config = self.config
@@ -95,7 +96,8 @@ class PTDiT(nn.Module):
         """Runs the network.
 
         Args:
-            x: (B, C_in, F, H, W) latents; F, H/p, W/p divisible by the window.
+            x: (B, C_in, F, H, W) latents; H, W multiples of the patch. A token grid the window does not tile
+                is padded and masked inside the blocks (docs/architecture.md#padding-and-masking).
             t: (B,) or scalar network time on the reference scale [0, 1000], 1000 = pure noise.
             context: (B, S, E) text features (text conditioning).
             context_mask: (B, S), 1 = real token, 0 = padding.
@@ -111,6 +113,7 @@ class PTDiT(nn.Module):
         check_latents(x, cfg.in_channels, dtype)
         B = x.shape[0]
         layout = self.layout(x.shape, window_size)
+        # Positions are those of the real grid; padding comes after them (docs/architecture.md#padding-and-masking)
         x_BMWD = layout.partition(self.pos_embed(x.to(dtype)))  # (B, M, W, D)
 
         c_BD = self.adaln_single.embed(expand_timesteps(t, B, x.device))

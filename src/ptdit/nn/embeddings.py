@@ -111,7 +111,11 @@ class PatchEmbed(nn.Module):
         *_, nf, h, w = latent_shape
         p = self.patch_size
         if h % p or w % p:
-            raise ValueError(f"latent height and width must be multiples of the patch size {p}, got H={h}, W={w}")
+            nearest = ", ".join(f"{n}={v - v % p} or {v - v % p + p}" for n, v in (("H", h), ("W", w)) if v % p)
+            raise ValueError(
+                f"latent height and width must be multiples of the patch size {p}, got H={h}, W={w}; "
+                f"nearest valid: {nearest}"
+            )
         return (nf, h // p, w // p)
 
     def pos_embed(self, grid: Size3, device: torch.device) -> torch.Tensor:

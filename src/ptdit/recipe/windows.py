@@ -2,7 +2,8 @@
 
 The paper keeps 8 x 8 windows per frame at every resolution (256 px -> (1, 2, 2), ..., 2048 px -> (1, 16, 16);
 paper Eq. 4 and its table; docs/architecture.md#window-sizes) and a temporal window p_f = 4 for video;
-multi-view uses p_f = 2 (docs/decisions.md#multi-view-window). A model trained with an explicit window keeps
+multi-view uses p_f = 2 (docs/decisions.md#multi-view-window). Sizes the rule does not divide are padded
+(docs/decisions.md#any-size). A model trained with an explicit window keeps
 it: the window is part of the checkpoint's pipeline settings. Global-attention baselines (DiT, PixArt-alpha)
 have no window.
 """
@@ -38,29 +39,19 @@ def token_grid(latent_shape: Sequence[int], patch_size: int) -> Size3:
 
 def paper_window(grid: Size3, *, temporal: int | None = None) -> Size3:
     """Window for a token grid (F, Y, X) following the paper: (1, Y/8, X/8) for images, (temporal, Y/8, X/8)
-    for video (default: the video task's p_f). A side of fewer than 8 tokens gets windows of one token. Raises
-    ValueError naming the sizes when the grid does not allow it."""
+    for video (default: the video task's p_f).
+
+    Sizes the paper's rule does not divide (docs/decisions.md#any-size): a side of Y tokens gets windows of
+    max(Y // 8, 1) tokens (fewer than 8 tokens: one-token windows) and a clip of fewer frames than `temporal`
+    one window of all its frames; the model pads the token grid up to the next multiple of the window
+    (docs/architecture.md#padding-and-masking). On the sizes the paper uses this is exactly its window.
+    """
     temporal = temporal_window("t2v") if temporal is None else temporal
     nf, ny, nx = grid
-    spatial = []
-    for side in (ny, nx):
-        if side < WINDOWS_PER_SIDE:
-            spatial.append(1)
-        elif side % WINDOWS_PER_SIDE:
-            raise ValueError(
-                f"token grid {ny} x {nx} is not divisible into {WINDOWS_PER_SIDE} x {WINDOWS_PER_SIDE} windows "
-                f"({WINDOWS_PER_SIDE} windows do not tile {side} tokens): use a size whose token grid is a "
-                f"multiple of {WINDOWS_PER_SIDE}, or give the window explicitly"
-            )
-        else:
-            spatial.append(side // WINDOWS_PER_SIDE)
-    pf = 1 if nf == 1 else temporal
-    if nf % pf:
-        raise ValueError(
-            f"{nf} latent frames are not divisible by the temporal window {pf}: use a frame count whose latent "
-            f"frame count is a multiple of {pf}, or give the window explicitly"
-        )
-    return (pf, spatial[0], spatial[1])
+    if min(grid) < 1 or temporal < 1:
+        raise ValueError(f"token grid and temporal window must be positive, got grid {grid}, temporal {temporal}")
+    pf = 1 if nf == 1 else min(temporal, nf)
+    return (pf, max(ny // WINDOWS_PER_SIDE, 1), max(nx // WINDOWS_PER_SIDE, 1))
 
 
 def has_windows(model_config: ModelConfig) -> bool:
@@ -80,7 +71,9 @@ def resolve_window(
         window: an explicit window (a checkpoint's or the user's); None applies the paper's rule.
 
     Raises:
-        ValueError: naming the sizes, when the window does not tile the token grid.
+        ValueError: naming the sizes, when the latent is not a multiple of the patch or the proxy window does
+            not divide the window. A window that does not tile the token grid is valid: the grid is padded
+            (docs/architecture.md#padding-and-masking).
     """
     if not has_windows(model_config):
         return None
@@ -90,10 +83,11 @@ def resolve_window(
 
 
 def window_tiling(model_config: ModelConfig, *, task: str = "t2i", window: Sequence[int] | None = None) -> Size3:
-    """How many tokens (frames, rows, cols) a size must be a multiple of for this model's windows.
+    """How many tokens (frames, rows, cols) a size must be a multiple of for this model's windows to tile it
+    without padding (other sizes work too, padded: docs/architecture.md#padding-and-masking).
 
-    With an explicit window that is the window itself; with the paper's rule the token grid must split into
-    8 x 8 windows and whole temporal windows. (1, 1, 1) for models without windows.
+    With an explicit window that is the window itself; with the paper's rule the token grid splits into 8 x 8
+    windows and whole temporal windows. (1, 1, 1) for models without windows.
     """
     if not has_windows(model_config):
         return (1, 1, 1)

@@ -19,7 +19,7 @@ from ptdit.config import PipelineConfig
 from ptdit.diffusion.guidance import ClassifierFreeGuidance
 from ptdit.diffusion.parameterization import Denoiser
 from ptdit.models.registry import resolve_checkpoint
-from ptdit.recipe import Conditioning, build_objective, conditioning_for, get_task, resolve_window, window_tiling
+from ptdit.recipe import Conditioning, build_objective, conditioning_for, get_task, resolve_window
 from ptdit.sampling.solvers import SAMPLERS, build_timesteps, get_sampler
 
 
@@ -190,42 +190,21 @@ class GenerationPipeline:
         if self.vae.latent_channels != channels:
             raise ValueError(f"the VAE gives {self.vae.latent_channels} latent channels, the model takes {channels}")
         self._check_pixel_size(height, width)
-        latent_f, latent_h, latent_w = self.vae.latent_shape(frames, height, width)
-        self._check_frames(frames, latent_f)
+        latent_f, latent_h, latent_w = self.vae.latent_shape(frames, height, width)  # names valid frame counts
         shape = (1, channels, latent_f, latent_h, latent_w)
         return GenerationRequest(height, width, frames, shape[1:], self._window(shape))
 
-    def _tokens_per_window(self) -> tuple[int, int, int]:
-        """Window tiling in tokens (temporal, rows, cols) that sizes must be multiples of."""
-        return window_tiling(self.model_config, task=self.config.task, window=self.config.window_size)
-
     def _check_pixel_size(self, height: int, width: int) -> None:
-        rows, cols = self._tokens_per_window()[1:]
+        """Pixels must be whole patches of latents; any window works, padded where it does not tile
+        (docs/architecture.md#padding-and-masking)."""
         step = self.vae.spatial_factor * self.model_config.patch_size
-        for name, value, multiple in (("height", height, step * rows), ("width", width, step * cols)):
-            if value % multiple:
+        for name, value in (("height", height), ("width", width)):
+            if value % step:
                 raise ValueError(
-                    f"{name} {value} does not fit this model: it must be a multiple of {multiple} (VAE x"
-                    f"{self.vae.spatial_factor}, patch {self.model_config.patch_size}, window grid); nearest valid: "
-                    f"{nearest_multiples(value, multiple)}"
+                    f"{name} {value} does not fit this model: it must be a multiple of {step} (VAE x"
+                    f"{self.vae.spatial_factor}, patch {self.model_config.patch_size}); nearest valid: "
+                    f"{nearest_multiples(value, step)}"
                 )
-
-    def _check_frames(self, frames: int, latent_frames: int) -> None:
-        temporal = 1 if latent_frames == 1 else self._tokens_per_window()[0]
-        if latent_frames % temporal == 0:
-            return
-        valid = [f for f in range(max(frames - 64, 2), frames + 64) if self._frames_fit(f, temporal)]
-        nearest = sorted(valid, key=lambda f: abs(f - frames))[:2]
-        raise ValueError(
-            f"{frames} frames give {latent_frames} latent frames, not a multiple of the temporal window {temporal}; "
-            f"nearest valid frame counts: {' or '.join(map(str, sorted(nearest)))}"
-        )
-
-    def _frames_fit(self, frames: int, temporal: int) -> bool:
-        try:
-            return self.vae.latent_frames(frames) % temporal == 0
-        except ValueError:
-            return False
 
     def _window(self, latent_shape: tuple[int, ...]) -> tuple[int, int, int] | None:
         return resolve_window(
