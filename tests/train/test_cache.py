@@ -120,7 +120,7 @@ def test_flip_needs_flipped_latents_unless_the_vae_is_equivariant(tmp_path):
 def test_an_interrupted_cache_resumes_to_the_same_content(tmp_path, monkeypatch):
     import ptdit.train.cache as cache_module
 
-    whole = _cached(tmp_path, name="whole")
+    _cached(tmp_path, name="whole")
     original, calls = cache_module.write_shard, {"n": 0}
 
     def killed_at_the_second_shard(path, *args):
@@ -163,3 +163,32 @@ def test_cache_then_train_end_to_end_through_the_cli(tmp_path, capsys):
     assert main([*run, "--out", str(tmp_path / "run")]) == 0
     assert "trained to step 2" in capsys.readouterr().out
     assert FeatureCache(cache)[1]["caption"] == "a green square"
+
+
+def _torchrun(args: list[str], nproc: int) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    launch = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc > 1 else []
+    proc = subprocess.run([sys.executable, *launch, "-m", "ptdit", *args], env=env, capture_output=True, text=True,
+                          timeout=240)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_two_processes_write_disjoint_shards_of_the_same_cache_and_train_from_it_alike(tmp_path):
+    """torchrun: rank r writes shards r, r + 2, ...; the content equals a one-process cache, and training from it
+    on two processes (flips and batch slices drawn for the global batch) gives the one-process losses."""
+    config = write_tiny_config(tmp_path / "c.json", *RAW, "data.flip=true")
+    common = ["--config", str(config), "--shard-size", "3", "--batch-size", "2", "--dtype", "fp32", "--no-progress"]
+    _torchrun(["cache", *common, "--out", str(tmp_path / "two")], nproc=2)
+    one = _cached(tmp_path, "data.flip=true", name="one")
+    a, b = (json.loads((tmp_path / n / "manifest.json").read_text()) for n in ("one", "two"))
+    assert a["content_hash"] == b["content_hash"] and len(a["shards"]) == 3
+    train_args = ["train", "--config", str(config), "--set", "data.dataset=cache", "--set", f"data.path={one}"]
+    for nproc in (1, 2):
+        _torchrun([*train_args, "--out", str(tmp_path / f"run{nproc}")], nproc=nproc)
+    losses = [_losses(tmp_path / f"run{n}") for n in (1, 2)]
+    torch.testing.assert_close(torch.tensor(losses[1]), torch.tensor(losses[0]), rtol=1e-5, atol=1e-6)

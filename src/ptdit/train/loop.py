@@ -170,6 +170,8 @@ def _train_stages(
         writer = written_by(stages, step).config
         run = _prepare(stage.config, out, info, resume=resume or bool(results),
                        allow_config_change=allow_config_change, reference=writer)  # fmt: skip
+        if results:
+            run.announce = f"stage {stage.name} ({stage.index + 1} of {len(stages)}) starts at step {step}"
         with _run_folder(run.out, info), StopRequests(announce=info.is_main) as signals:
             result = _train(run, info, stop=min(stop, stage.stop), signals=signals, stage=stage, **options)
         results.append(result)
@@ -189,6 +191,7 @@ class _Run:
     existing: Path | None
     changes: dict[str, Any]
     dataset: Any
+    announce: str | None = None  # said instead of "resuming from ..." (a staged run entering its next stage)
 
 
 def _prepare(
@@ -352,7 +355,7 @@ def _resume(run: _Run, state: TrainState, info: DistInfo) -> tuple[dict[str, Any
     state.step = progress["step"]
     if not info.is_main:
         return progress, float("nan")
-    print(f"resuming from {run.existing} (step {state.step})", file=sys.stderr, flush=True)
+    print(run.announce or f"resuming from {run.existing} (step {state.step})", file=sys.stderr, flush=True)
     if run.changes:
         warnings.warn(
             f"resuming with changed settings ({describe(run.changes)}): the run is no longer bit-exact with an "
