@@ -192,3 +192,46 @@ def test_two_processes_write_disjoint_shards_of_the_same_cache_and_train_from_it
         _torchrun([*train_args, "--out", str(tmp_path / f"run{nproc}")], nproc=nproc)
     losses = [_losses(tmp_path / f"run{n}") for n in (1, 2)]
     torch.testing.assert_close(torch.tensor(losses[1]), torch.tensor(losses[0]), rtol=1e-5, atol=1e-6)
+
+
+def _causalvae(folder: Path) -> Path:
+    from safetensors import safe_open
+
+    from ptdit.encoders.causalvae import CausalVAEConfig, CausalVAEModel, save_causalvae_model
+
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "causalvae_tiny.safetensors"
+    with safe_open(str(fixture), framework="pt") as handle:
+        config = CausalVAEConfig.from_dict(json.loads(handle.metadata()["config"]))
+        params = {k.removeprefix("param."): handle.get_tensor(k) for k in handle.keys() if k.startswith("param.")}  # noqa: SIM118
+    model = CausalVAEModel(config)
+    model.load_state_dict(params)
+    return save_causalvae_model(model, folder)
+
+
+@pytest.mark.parametrize("kind", ["image", "video", "causal"])
+def test_cached_posterior_agrees_with_the_vaes_own_encode(tmp_path, kind):
+    """`encode_distribution` (what caches store) against `encode`: its mean is the deterministic latent, and
+    mean + std * eps is `encode(sample=True)` with the same noise."""
+    from ptdit.encoders import load_vae
+    from tests.helpers.tiny_encoders import make_tiny_vae, make_tiny_video_vae
+
+    folder = {"image": make_tiny_vae, "video": make_tiny_video_vae, "causal": _causalvae}[kind](tmp_path / "vae")
+    vae = load_vae(folder)
+    frames = 1 if kind == "image" else 5
+    pixels = torch.rand(2, 3, frames, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    mean, std = vae.encode_distribution(pixels)
+    torch.testing.assert_close(mean, vae.encode(pixels), rtol=1e-5, atol=1e-5)
+    eps = torch.randn(mean.shape, generator=torch.Generator().manual_seed(3))
+    sampled = vae.encode(pixels, sample=True, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(mean + std * eps, sampled, rtol=1e-4, atol=1e-5)
+
+
+def test_a_staged_config_caches_the_stage_it_is_told(tmp_path, capsys):
+    data = json.loads(write_tiny_config(tmp_path / "c.json", *RAW).read_text())
+    data["train"].pop("max_steps")
+    data["stages"] = [{"name": "small", "steps": 1}, {"name": "large", "steps": 1, "data.size": 32}]
+    (tmp_path / "c.json").write_text(json.dumps(data))
+    args = ["cache", "--config", str(tmp_path / "c.json"), "--out", str(tmp_path / "cache"), "--no-progress"]
+    assert main(args) == 2 and "choose the one to cache with --stage NAME" in capsys.readouterr().err
+    assert main([*args, "--stage", "large"]) == 0
+    assert FeatureCache(tmp_path / "cache").manifest["dataset"]["size"] == 32

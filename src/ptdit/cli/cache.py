@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import Any
 
 from ptdit.cli.args import number, ptdit_command
 
@@ -26,15 +27,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shard-size", type=number(int, positive=True), default=256, help="samples per shard")
     p.add_argument("--batch-size", type=number(int, positive=True), default=32, help="samples per encoder call")
     p.add_argument("--flip", action="store_true", help="also store the latents of the flipped images (data.flip)")
+    p.add_argument("--stage", help="with a staged config: the stage whose size and data to cache (its name)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def stage_config(cfg: Any, stage: str | None) -> Any:
+    """The config of the named stage of a staged config (a cache holds one size); `cfg` itself otherwise."""
+    from ptdit.train.stages import resolve_stages
+
+    if not cfg.stages:
+        if stage is not None:
+            raise ValueError(f"--stage {stage}: the config has no stages; leave --stage out")
+        return cfg
+    stages = {s.name: s.config for s in resolve_stages(cfg)}
+    if stage not in stages:
+        raise ValueError(f"the config has stages {list(stages)}; choose the one to cache with --stage NAME")
+    return stages[stage]
 
 
 def run(args: argparse.Namespace) -> int:
     from ptdit.train.cache import CacheOptions, write_cache
     from ptdit.train.config import load_train_config
 
-    cfg = load_train_config(args.config, args.overrides)
+    cfg = stage_config(load_train_config(args.config, args.overrides), args.stage)
     options = CacheOptions(dtype=args.dtype, shard_size=args.shard_size, batch_size=args.batch_size, flip=args.flip,
                            num=args.num)  # fmt: skip
     manifest = write_cache(cfg, args.out, options, show_progress=not args.no_progress)
