@@ -235,3 +235,21 @@ def test_a_staged_config_caches_the_stage_it_is_told(tmp_path, capsys):
     assert main(args) == 2 and "choose the one to cache with --stage NAME" in capsys.readouterr().err
     assert main([*args, "--stage", "large"]) == 0
     assert FeatureCache(tmp_path / "cache").manifest["dataset"]["size"] == 32
+
+
+def test_a_class_conditional_cache_stores_labels_and_trains_like_raw_data(tmp_path):
+    from PIL import Image
+
+    for name, color in (("cat", "red"), ("dog", "blue")):
+        (tmp_path / "classes" / name).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (24, 24), color).save(tmp_path / "classes" / name / f"{i}.png")
+    raw = ("model.conditioning=class", "model.num_classes=2", "pipeline.task=class", "data.dataset=image-folder",
+           "train.caption_dropout=0.5", "train.max_steps=2", f"data.options.root={tmp_path / 'classes'}")  # fmt: skip
+    write_cache(tiny_train_config(*raw), tmp_path / "cache", CacheOptions(dtype="fp32"), show_progress=False)
+    cache = FeatureCache(tmp_path / "cache")
+    assert [cache[i]["label"] for i in range(4)] == [0, 0, 1, 1] and cache.manifest["text_encoder"] is None
+    train(tiny_train_config(*raw), tmp_path / "raw", show_progress=False)
+    train(tiny_train_config(*raw, "data.dataset=cache", f"data.path={tmp_path / 'cache'}"), tmp_path / "cached",
+          show_progress=False)  # fmt: skip
+    assert _losses(tmp_path / "raw") == _losses(tmp_path / "cached")

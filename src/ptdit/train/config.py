@@ -1,8 +1,9 @@
 """Training configuration: typed sections loaded from a YAML (or JSON) file plus dotted `--set` overrides.
 
 A config file has the sections `model` (a preset name and/or model fields), `pipeline` (task, objective,
-encoders, sampling defaults; see `ptdit.config.PipelineConfig`), `data`, `optim` and `train`. Unknown keys
-raise a ValueError naming the valid ones.
+encoders, sampling defaults; see `ptdit.config.PipelineConfig`), `data`, `optim` and `train`, and optionally a
+`stages` list of per-stage overrides (`ptdit.train.stages`, docs/training.md#stages). Unknown keys raise a
+ValueError naming the valid ones.
 """
 
 from __future__ import annotations
