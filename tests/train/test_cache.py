@@ -245,11 +245,12 @@ def test_a_class_conditional_cache_stores_labels_and_trains_like_raw_data(tmp_pa
         for i in range(2):
             Image.new("RGB", (24, 24), color).save(tmp_path / "classes" / name / f"{i}.png")
     raw = ("model.conditioning=class", "model.num_classes=2", "pipeline.task=class", "data.dataset=image-folder",
-           "train.caption_dropout=0.5", "train.max_steps=2", f"data.options.root={tmp_path / 'classes'}")  # fmt: skip
-    write_cache(tiny_train_config(*raw), tmp_path / "cache", CacheOptions(dtype="fp32"), show_progress=False)
+           "train.caption_dropout=0.5", "train.max_steps=2")  # fmt: skip
+    folder = {"data": {"options": {"root": str(tmp_path / "classes")}}}
+    write_cache(tiny_train_config(*raw, **folder), tmp_path / "cache", CacheOptions(dtype="fp32"), show_progress=False)
     cache = FeatureCache(tmp_path / "cache")
     assert [cache[i]["label"] for i in range(4)] == [0, 0, 1, 1] and cache.manifest["text_encoder"] is None
-    train(tiny_train_config(*raw), tmp_path / "raw", show_progress=False)
-    train(tiny_train_config(*raw, "data.dataset=cache", f"data.path={tmp_path / 'cache'}"), tmp_path / "cached",
-          show_progress=False)  # fmt: skip
+    train(tiny_train_config(*raw, **folder), tmp_path / "raw", show_progress=False)
+    train(tiny_train_config(*raw, "data.dataset=cache", f"data.path={tmp_path / 'cache'}", **folder),
+          tmp_path / "cached", show_progress=False)  # fmt: skip
     assert _losses(tmp_path / "raw") == _losses(tmp_path / "cached")
