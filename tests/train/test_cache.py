@@ -42,6 +42,8 @@ def test_manifest_records_encoders_sizes_and_shards(tmp_path):
     assert len(m["text_encoder"]["fingerprint"]) == len(m["vae"]["fingerprint"]) == len(m["content_hash"]) == 64
     assert m["vae"]["name"] == "identity" and m["latent_shape"] == [3, 1, 24, 24] and m["dtype"] == "bf16"
     assert m["dataset"] == {"name": "shapes", "size": 24, "seed": 0, "options": {"max_objects": 1, "num_samples": 8}}
+    for name in (shard_name(0), "null.safetensors"):  # readable like the folder, not private
+        assert (cache / name).stat().st_mode & 0o444 == cache.stat().st_mode & 0o444
     item = FeatureCache(cache)[4]
     # Only the valid tokens are stored: the caption's words plus EOS.
     assert item["text"].shape == (len(item["caption"].split()) + 1, 32) and "latent_std" not in item

@@ -41,13 +41,19 @@ def shard_name(index: int) -> str:
     return f"shard-{index:06d}.safetensors"
 
 
-def write_shard(path: Path, tensors: dict[str, torch.Tensor], captions: list[str]) -> None:
-    """Writes one shard atomically: a killed write leaves no shard (and a resumed `ptdit cache` redoes it)."""
+def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """Writes a safetensors file atomically (a killed write leaves nothing), readable like the folder it is in
+    (safetensors itself creates private files)."""
     from safetensors.torch import save_file
 
     with atomic_file(path) as tmp:
-        data = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-        save_file(data, str(tmp), metadata={"captions": json.dumps(captions)})
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        os.chmod(tmp, path.parent.stat().st_mode & 0o666)
+
+
+def write_shard(path: Path, tensors: dict[str, torch.Tensor], captions: list[str]) -> None:
+    """Writes one shard atomically: a killed write leaves no shard (and a resumed `ptdit cache` redoes it)."""
+    write_tensors(path, tensors, {"captions": json.dumps(captions)})
 
 
 def read_manifest(root: str | os.PathLike[str]) -> dict[str, Any]:
@@ -142,4 +148,4 @@ class FeatureCache(torch.utils.data.Dataset):
 
 
 __all__ = ["DTYPES", "FORMAT", "MANIFEST", "NULL_NAME", "VERSION", "FeatureCache", "read_manifest", "shard_name",
-           "write_shard"]  # fmt: skip
+           "write_shard", "write_tensors"]  # fmt: skip

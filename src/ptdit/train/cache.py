@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from ptdit.data.cache import DTYPES, FORMAT, MANIFEST, NULL_NAME, VERSION, shard_name, write_shard
+from ptdit.data.cache import DTYPES, FORMAT, MANIFEST, NULL_NAME, VERSION, shard_name, write_shard, write_tensors
 from ptdit.io import read_json, remove_stale_temporaries, write_json
 from ptdit.train.config import TrainConfig
 from ptdit.train.distributed import DistInfo, setup_distributed, teardown_distributed
@@ -138,10 +138,6 @@ def _sha256(path: Path) -> str:
 def _start(out: Path, spec: dict[str, Any], null: dict[str, torch.Tensor] | None) -> None:
     """Rank 0: refuses a folder holding another cache or other files; writes the incomplete manifest and the null
     condition of a new cache."""
-    from safetensors.torch import save_file
-
-    from ptdit.io import atomic_file
-
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"--out {out} is a file; choose a folder for the cache")
     if (out / MANIFEST).is_file():
@@ -157,8 +153,7 @@ def _start(out: Path, spec: dict[str, Any], null: dict[str, torch.Tensor] | None
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)
     if null is not None:
-        with atomic_file(out / NULL_NAME) as tmp:
-            save_file({k: v.detach().cpu().contiguous() for k, v in null.items()}, str(tmp))
+        write_tensors(out / NULL_NAME, null)
     write_json(out / MANIFEST, {**spec, "complete": False})
 
 
