@@ -99,7 +99,8 @@ def _overrides(name: str, assets) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in CONFIGS.glob("*.yaml")))
+# Staged configs run in tests/train/test_stages.py (their stages set sizes, so --set cannot shrink them).
+@pytest.mark.parametrize("name", sorted(p.stem for p in CONFIGS.glob("*.yaml") if not p.stem.endswith("-stages")))
 def test_config_file_starts_and_runs(name, assets, tmp_path):
     cfg = load_train_config(CONFIGS / f"{name}.yaml", _overrides(name, assets))
     result = train(cfg, tmp_path / "run", show_progress=False)

@@ -108,6 +108,11 @@ class VAE(nn.Module):
         """Decode normalised latents (B, C, F', Y, X) into pixels (B, 3, F, H, W) float32 in [-1, 1]."""
         raise NotImplementedError
 
+    def encode_distribution(self, pixels: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The normalised posterior (mean, std), each (B, C, F', Y, X) float32; std None for a deterministic
+        autoencoder. Feature caches store both, so training still samples latents (docs/data.md#feature-caches)."""
+        return self.encode(pixels), None
+
     @property
     def device(self) -> torch.device:
         """Device of the weights (CPU for weightless VAEs)."""
@@ -207,6 +212,14 @@ class _DiffusersVAE(VAE):
         """Model latents (B, C, F', Y, X) -> raw VAE latents, in the VAE dtype."""
         return (latents.float() / self.scale.float() + self.shift.float()).to(self.dtype)
 
+    def _moments(self, dist: Any) -> Tensor:
+        """The posterior's mean and std, concatenated over channels (so frame-wise helpers carry both)."""
+        return torch.cat([dist.mean, dist.std], dim=1)
+
+    def _split_moments(self, moments: Tensor) -> tuple[Tensor, Tensor]:
+        mean, std = moments.float().chunk(2, dim=1)
+        return self.normalize(mean), std * self.scale.float()
+
     def _posterior_latents(self, dist: Any, sample: bool, generator: torch.Generator | None) -> Tensor:
         """Mean (default, deterministic) or a sample of the diagonal Gaussian posterior."""
         return dist.sample(generator=generator) if sample else dist.mode()
@@ -269,6 +282,13 @@ class ImageVAE(_DiffusersVAE):
             return self._posterior_latents(self.model.encode(x).latent_dist, sample, generator)
 
         return self.normalize(self._per_frame(encode_frames, pixels))
+
+    @torch.no_grad()
+    def encode_distribution(self, pixels: Tensor) -> tuple[Tensor, Tensor | None]:
+        _check_5d(pixels, int(self.model.config.in_channels), "pixels")
+        self.latent_shape(pixels.shape[2], pixels.shape[3], pixels.shape[4])
+        pixels = pixels.to(device=self.device, dtype=self.dtype)
+        return self._split_moments(self._per_frame(lambda x: self._moments(self.model.encode(x).latent_dist), pixels))
 
     @torch.no_grad()
     def decode(self, latents: Tensor) -> Tensor:
@@ -339,6 +359,13 @@ class VideoVAE(CausalFrames, _DiffusersVAE):
         pixels = pixels.to(device=self.device, dtype=self.dtype)
         z = self._posterior_latents(self.model.encode(pixels).latent_dist, sample, generator)
         return self.normalize(z)
+
+    @torch.no_grad()
+    def encode_distribution(self, pixels: Tensor) -> tuple[Tensor, Tensor | None]:
+        _check_5d(pixels, int(self.model.config.in_channels), "pixels")
+        self.latent_shape(*pixels.shape[2:])
+        pixels = pixels.to(device=self.device, dtype=self.dtype)
+        return self._split_moments(self._moments(self.model.encode(pixels).latent_dist))
 
     @torch.no_grad()
     def decode(self, latents: Tensor, *, per_frame: bool = False) -> Tensor:

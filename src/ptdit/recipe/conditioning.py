@@ -65,6 +65,28 @@ class TextConditioning:
         }
 
 
+class CachedTextConditioning(TextConditioning):
+    """Text embeddings read from a feature cache (docs/data.md#feature-caches): `encode` takes the cached
+    `{"context", "context_mask"}` as they are, and the null condition is the one stored with the cache, so caption
+    dropout is the same as with the encoder. Prompts (previews, evaluation) still go through `text_encoder`."""
+
+    def __init__(self, null: Cond, text_encoder: Any | None = None) -> None:
+        self.text_encoder = text_encoder
+        self.stored_null = null
+
+    def encode(self, inputs: Any, device: torch.device | str) -> Cond:
+        if isinstance(inputs, dict):
+            return {"context": inputs["context"].to(device), "context_mask": inputs["context_mask"].to(device)}
+        if self.text_encoder is None:
+            raise ValueError("prompts need the text encoder; this conditioning only has cached embeddings")
+        return super().encode(inputs, device)
+
+    def null(self, device: torch.device | str, negative_prompt: str = "") -> Cond:
+        if negative_prompt and self.text_encoder is not None:
+            return super().null(device, negative_prompt)
+        return {key: value.to(device) for key, value in self.stored_null.items()}
+
+
 class ClassConditioning:
     """Class labels in [0, num_classes); the extra label `num_classes` is the null class."""
 
@@ -127,4 +149,12 @@ def conditioning_for(
     return NoConditioning()
 
 
-__all__ = ["ClassConditioning", "Cond", "Conditioning", "NoConditioning", "TextConditioning", "conditioning_for"]
+__all__ = [
+    "CachedTextConditioning",
+    "ClassConditioning",
+    "Cond",
+    "Conditioning",
+    "NoConditioning",
+    "TextConditioning",
+    "conditioning_for",
+]

@@ -1,8 +1,9 @@
 """Training configuration: typed sections loaded from a YAML (or JSON) file plus dotted `--set` overrides.
 
 A config file has the sections `model` (a preset name and/or model fields), `pipeline` (task, objective,
-encoders, sampling defaults; see `ptdit.config.PipelineConfig`), `data`, `optim` and `train`. Unknown keys
-raise a ValueError naming the valid ones.
+encoders, sampling defaults; see `ptdit.config.PipelineConfig`), `data`, `optim` and `train`, and optionally a
+`stages` list of per-stage overrides (`ptdit.train.stages`, docs/training.md#stages). Unknown keys raise a
+ValueError naming the valid ones.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ class DataConfig:
     seed: int = 0
     num_workers: int = 0  # DataLoader worker processes (0: load in the training process)
     options: dict[str, Any] = field(default_factory=dict)  # dataset-specific, e.g. max_objects, frames, views
+    path: str | None = None  # the folder of a `cache` dataset (`ptdit cache --out`; docs/data.md#feature-caches)
+    flip: bool = False  # horizontal flips, p = 0.5 per sample and step (docs/decisions.md#flip-with-caches)
 
     def __post_init__(self) -> None:
         check_fields(self, "data.")
@@ -91,6 +94,7 @@ class RunConfig:
     eval_fd_samples: int = 500  # samples for shapes-FD (0: skip it)
     device: str = "cpu"
     num_threads: int | None = None  # torch CPU threads per process (None: torch's default)
+    init_from: str | None = None  # a checkpoint folder whose EMA weights start the network (docs/training.md#stages)
 
     def __post_init__(self) -> None:
         check_fields(self, "train.")
@@ -121,6 +125,10 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: RunConfig = field(default_factory=RunConfig)
+    # Multi-stage runs (docs/training.md#stages): each stage overrides a few keys for its `steps`; `stage` is the
+    # index of the stage a resolved config runs (None: the whole plan, or a run without stages).
+    stages: tuple[dict[str, Any], ...] = ()
+    stage: int | None = None
 
     def model_config(self) -> ModelConfig:
         spec = dict(self.model)
@@ -149,13 +157,23 @@ def _section(cls: type, data: dict[str, Any], name: str) -> Any:
 
 def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
     """Validates a config mapping (as loaded from YAML / JSON)."""
-    unknown = sorted(set(data) - {"model", *_SECTIONS})
+    from ptdit.train.stages import check_stages
+
+    unknown = sorted(set(data) - {"model", "stages", "stage", *_SECTIONS})
     if unknown:
-        raise ValueError(f"unknown config sections {unknown}; valid: ['model', {', '.join(map(repr, _SECTIONS))}]")
+        raise ValueError(
+            f"unknown config sections {unknown}; valid: ['model', {', '.join(map(repr, _SECTIONS))}, 'stages']"
+        )
     if not isinstance(data.get("model"), dict):
         raise ValueError("the config needs a 'model' section mapping (e.g. model: {preset: PT-DiT/Tiny})")
-    cfg = TrainConfig(model=dict(data["model"]), **{k: _section(c, data.get(k, {}), k) for k, c in _SECTIONS.items()})
+    stages, data = check_stages(data)
+    sections = {k: _section(c, data.get(k, {}), k) for k, c in _SECTIONS.items()}
+    cfg = TrainConfig(model=dict(data["model"]), **sections, stages=stages, stage=data.get("stage"))
     cfg.model_config()  # validates the model section now, not at the first step
+    if cfg.stages and cfg.stage is None:
+        from ptdit.train.stages import resolve_stages
+
+        resolve_stages(cfg)  # validates every stage's overrides now, naming the stage
     return cfg
 
 

@@ -103,6 +103,7 @@ class RunLog:
         log_every: steps between records.
         enabled: rank 0 writes; the others keep count silently.
         show_progress: show the progress bar.
+        stage: the name of a staged run's stage, written into every record.
     """
 
     def __init__(
@@ -118,7 +119,9 @@ class RunLog:
         log_every: int,
         enabled: bool,
         show_progress: bool,
+        stage: str | None = None,
     ) -> None:
+        self.stage = stage  # a staged run's current stage, named in every record (docs/training.md#stages)
         self.writer = MetricsWriter(out_dir, enabled=enabled)
         self.bar = ProgressBar(start_step, stop_step, enabled=enabled and show_progress)
         self.start_step, self.stop_step, self.batch_size, self.frames = start_step, stop_step, batch_size, frames
@@ -156,6 +159,8 @@ class RunLog:
             "elapsed_seconds": self.elapsed(),
         }
         record["frames_seen"] = record["samples_seen"] * self.frames
+        if self.stage is not None:
+            record["stage"] = self.stage
         self.writer.write(record)
         self.bar.update(step, record)
         self.losses, self.last_log = [], now

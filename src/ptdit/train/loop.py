@@ -8,6 +8,7 @@ using samples [s B, (s + 1) B). So a resumed run equals an uninterrupted one, on
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 import sys
 import tempfile
@@ -19,15 +20,27 @@ from typing import Any
 
 import torch
 
+from ptdit.data.cache import FeatureCache
 from ptdit.io import CONFIG_NAME, check_writable, read_json
 from ptdit.train.config import TrainConfig
 from ptdit.train.distributed import DistInfo, all_reduce_sum, setup_distributed, teardown_distributed
+from ptdit.train.features import use_cache
 from ptdit.train.lock import LOCK_NAME, RunLock
 from ptdit.train.logging import RunLog, truncate_metrics
 from ptdit.train.resume import check_resume_config, describe
-from ptdit.train.setup import build_dataset, build_loader, build_network, build_state, build_text_encoder, check_batch
+from ptdit.train.setup import (
+    build_dataset,
+    build_loader,
+    build_network,
+    build_state,
+    build_text_encoder,
+    check_batch,
+    sample_frames,
+)
+from ptdit.train.stages import Stage, resolve_stages, written_by
 from ptdit.train.state import (
     CheckpointWriteError,
+    checkpoint_step,
     fault_point,
     latest_checkpoint,
     load_training_checkpoint,
@@ -37,6 +50,7 @@ from ptdit.train.state import (
 )
 from ptdit.train.step import NonFiniteLossError, TrainState, train_step
 from ptdit.train.stopping import StopRequests
+from ptdit.train.warmstart import load_initial_weights
 
 # What a run folder holds; `train --out` refuses a non-empty folder with anything else.
 RUN_ENTRIES = {
@@ -129,13 +143,42 @@ def train(
         )
     hooks = _Hooks(preview=preview, evaluate=evaluate)
     info = setup_distributed(cfg.train.device)
+    stop = cfg.train.max_steps if stop_at is None else min(stop_at, cfg.train.max_steps)
     try:
+        if cfg.stages and cfg.stage is None:
+            options = {"show_progress": show_progress, "hooks": hooks, "allow_config_change": allow_config_change}
+            return _train_stages(cfg, Path(out_dir), info, resume=resume, stop=stop, **options)
         run = _prepare(cfg, Path(out_dir), info, resume=resume, allow_config_change=allow_config_change)
-        stop = cfg.train.max_steps if stop_at is None else min(stop_at, cfg.train.max_steps)
         with _run_folder(run.out, info), StopRequests(announce=info.is_main) as signals:
             return _train(run, info, stop=stop, show_progress=show_progress, hooks=hooks, signals=signals)
     finally:
         teardown_distributed()
+
+
+def _train_stages(
+    cfg: TrainConfig, out: Path, info: DistInfo, *, resume: bool, stop: int, allow_config_change: bool, **options: Any
+) -> TrainResult:
+    """A staged run (docs/training.md#stages): each stage trains up to its last step with its own config, then the
+    next one continues from the boundary checkpoint (model, EMA and optimizer state, step count) like a resume."""
+    stages = resolve_stages(cfg)
+    existing = latest_checkpoint(out) if resume else None
+    step = checkpoint_step(existing) if existing is not None else 0
+    results: list[TrainResult] = []
+    for stage in stages:
+        if stage.stop <= step and stage is not stages[-1]:
+            continue
+        writer = written_by(stages, step).config
+        run = _prepare(stage.config, out, info, resume=resume or bool(results),
+                       allow_config_change=allow_config_change, reference=writer)  # fmt: skip
+        if results:
+            run.announce = f"stage {stage.name} ({stage.index + 1} of {len(stages)}) starts at step {step}"
+        with _run_folder(run.out, info), StopRequests(announce=info.is_main) as signals:
+            result = _train(run, info, stop=min(stop, stage.stop), signals=signals, stage=stage, **options)
+        results.append(result)
+        step = result.steps
+        if result.stopped_by is not None or step < stage.stop or step >= stop:
+            break
+    return dataclasses.replace(results[-1], start_step=results[0].start_step, stop_step=stop)
 
 
 @dataclass
@@ -148,17 +191,27 @@ class _Run:
     existing: Path | None
     changes: dict[str, Any]
     dataset: Any
+    announce: str | None = None  # said instead of "resuming from ..." (a staged run entering its next stage)
 
 
-def _prepare(cfg: TrainConfig, out: Path, info: DistInfo, *, resume: bool, allow_config_change: bool) -> _Run:
-    """Every check that can fail on the input, before the run folder is touched."""
+def _prepare(
+    cfg: TrainConfig,
+    out: Path,
+    info: DistInfo,
+    *,
+    resume: bool,
+    allow_config_change: bool,
+    reference: TrainConfig | None = None,
+) -> _Run:
+    """Every check that can fail on the input, before the run folder is touched. A resumed checkpoint is compared
+    with `reference` (default `cfg`): in a staged run, the config of the stage that wrote it."""
     check_batch(cfg, info)
     check_run_folder(out)
     existing = _existing_checkpoint(out, resume)
     changes: dict[str, Any] = {}
     if existing is not None:
         saved = read_json(existing / CONFIG_NAME, what="checkpoint config")
-        changes = check_resume_config(saved, cfg, allow_change=allow_config_change)
+        changes = check_resume_config(saved, reference or cfg, allow_change=allow_config_change)
     return _Run(cfg=cfg, out=out, existing=existing, changes=changes, dataset=build_dataset(cfg))
 
 
@@ -209,19 +262,28 @@ def _existing_checkpoint(out: Path, resume: bool) -> Path | None:
     return existing
 
 
-def _train(
-    run: _Run, info: DistInfo, *, stop: int, show_progress: bool, hooks: _Hooks, signals: StopRequests
+def _train(  # long function: the phases of a run, in order, read best in one place
+    run: _Run,
+    info: DistInfo,
+    *,
+    stop: int,
+    show_progress: bool,
+    hooks: _Hooks,
+    signals: StopRequests,
+    stage: Stage | None = None,
 ) -> TrainResult:
     cfg, out = run.cfg, run.out
     with tempfile.TemporaryDirectory(prefix="ptdit-text-encoder-") as scratch:
-        state, encoder_dir, pipeline = _setup(cfg, Path(scratch), info)
+        state, encoder_dir, pipeline = _setup(cfg, Path(scratch), info, fresh=run.existing is None)
+        if isinstance(run.dataset, FeatureCache):
+            use_cache(state, run.dataset)
 
         # Resume
         progress, last_loss = _resume(run, state, info)
 
         # Data, and the sampling settings stored with every checkpoint (the trained size and window)
         loader = build_loader(cfg, run.dataset, info, state.step, stop)
-        frames = int(run.dataset[0]["pixels"].shape[1])
+        frames = sample_frames(run.dataset)
         pipeline.update(height=cfg.data.size, width=cfg.data.size, frames=frames)
         if pipeline.get("window_size") is None and hasattr(state.module.config, "window_size"):
             pipeline["window_size"] = list(state.module.config.window_size)
@@ -231,7 +293,10 @@ def _train(
             out, start_step=state.step, stop_step=stop, batch_size=cfg.train.batch_size, frames=frames,
             samples_before=progress.get("samples_seen", 0), seconds_before=progress.get("train_seconds", 0.0),
             log_every=cfg.train.log_every, enabled=info.is_main, show_progress=show_progress,
+            stage=stage.name if stage else None,
         )  # fmt: skip
+        if stage is not None and state.step == stage.start < stop:
+            log.writer.write({"step": state.step, "event": "stage", "stage": stage.name, "index": stage.index})
         if run.changes:
             log.writer.write({"step": state.step, "event": "config_change", "changes": _jsonable(run.changes)})
         save = _saver(state, out, pipeline, encoder_dir, log)
@@ -290,7 +355,7 @@ def _resume(run: _Run, state: TrainState, info: DistInfo) -> tuple[dict[str, Any
     state.step = progress["step"]
     if not info.is_main:
         return progress, float("nan")
-    print(f"resuming from {run.existing} (step {state.step})", file=sys.stderr, flush=True)
+    print(run.announce or f"resuming from {run.existing} (step {state.step})", file=sys.stderr, flush=True)
     if run.changes:
         warnings.warn(
             f"resuming with changed settings ({describe(run.changes)}): the run is no longer bit-exact with an "
@@ -304,13 +369,18 @@ def _jsonable(changes: dict[str, tuple[Any, Any]]) -> dict[str, list[Any]]:
     return {key: [before, after] for key, (before, after) in changes.items()}
 
 
-def _setup(cfg: TrainConfig, scratch: Path, info: DistInfo) -> tuple[TrainState, Path | None, dict[str, Any]]:
+def _setup(
+    cfg: TrainConfig, scratch: Path, info: DistInfo, *, fresh: bool = True
+) -> tuple[TrainState, Path | None, dict[str, Any]]:
     """Network, VAE, text encoder, then the step state; in this order, since each may draw from the seeded global
     generator. Returns (state, text-encoder folder to copy into checkpoints, pipeline settings). A built-in
-    word encoder is written to `scratch` (a temporary folder), so only checkpoints hold a copy."""
+    word encoder is written to `scratch` (a temporary folder), so only checkpoints hold a copy. A `fresh` run
+    (no checkpoint to resume) starts from `train.init_from`'s weights when set."""
     from ptdit.encoders import load_vae
 
     module = build_network(cfg, info)
+    if fresh and cfg.train.init_from:
+        load_initial_weights(module, cfg.train.init_from)
     vae = load_vae(cfg.pipeline.vae, device=info.device)
     encoder, encoder_dir, pipeline = build_text_encoder(cfg, module.config, scratch, info.is_main)
     return build_state(cfg, info, module, vae, encoder), encoder_dir, pipeline

@@ -31,6 +31,7 @@ FREE = {
     "train.max_minutes",
     "train.num_threads",
     "train.grad_checkpointing",
+    "train.init_from",  # used only by a run's first invocation (docs/training.md#stages)
 }
 
 

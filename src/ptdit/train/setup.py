@@ -76,10 +76,14 @@ def build_dataset(cfg: TrainConfig):
     from ptdit.data.folders import ImageFolderDataset, VideoFolderDataset
     from ptdit.data.procedural import DATASETS
 
+    if cfg.data.dataset == "cache":  # encoded features (docs/data.md#feature-caches)
+        from ptdit.train.features import open_cache
+
+        return open_cache(cfg)
     folders = {"image-folder": ImageFolderDataset, "video-folder": VideoFolderDataset}
     builder = folders.get(cfg.data.dataset) or DATASETS.get(cfg.data.dataset)
     if builder is None:
-        raise ValueError(f"unknown data.dataset {cfg.data.dataset!r}; valid names: {[*DATASETS, *folders]}")
+        raise ValueError(f"unknown data.dataset {cfg.data.dataset!r}; valid names: {[*DATASETS, *folders, 'cache']}")
     valid = sorted(set(inspect.signature(builder).parameters) - {"self", "size", "seed", "args", "kwargs"})
     unknown = sorted(set(cfg.data.options) - set(valid))
     if unknown:
@@ -125,8 +129,14 @@ def build_loader(cfg: TrainConfig, dataset: Any, info: DistInfo, start_step: int
         dataset,
         batch_sampler=StepBatches(start_step, stop_step, cfg.train.batch_size, info, len(dataset)),
         num_workers=cfg.data.num_workers,
-        collate_fn=collate,
+        collate_fn=getattr(dataset, "collate", collate),
     )
+
+
+def sample_frames(dataset: Any) -> int:
+    """Pixel frames per sample (a feature cache records them in its manifest)."""
+    manifest = getattr(dataset, "manifest", None)
+    return int(manifest["frames"]) if manifest else int(dataset[0]["pixels"].shape[1])
 
 
 def build_state(cfg: TrainConfig, info: DistInfo, module: torch.nn.Module, vae: Any, encoder: Any) -> TrainState:
@@ -166,4 +176,5 @@ __all__ = [
     "build_text_encoder",
     "check_batch",
     "collate",
+    "sample_frames",
 ]

@@ -206,6 +206,11 @@ def latest_checkpoint(out_dir: str | os.PathLike[str]) -> Path | None:
     return complete[-1] if complete else None
 
 
+def checkpoint_step(folder: Path) -> int:
+    """The step of a checkpoint folder `step-NNNNNNN`."""
+    return int(folder.name.rsplit("-", 1)[1])
+
+
 def load_training_checkpoint(
     folder: Path, *, model: nn.Module, ema: EMA, optimizer: torch.optim.Optimizer
 ) -> dict[str, Any]:

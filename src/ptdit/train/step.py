@@ -21,6 +21,7 @@ from ptdit.recipe.conditioning import Cond, Conditioning
 from ptdit.train.config import TrainConfig
 from ptdit.train.distributed import DistInfo, all_reduce_sum, gradient_sync
 from ptdit.train.ema import EMA
+from ptdit.train.features import batch_latents, condition_inputs
 from ptdit.train.optim import set_lr
 
 
@@ -54,8 +55,7 @@ def step_generator(seed: int, step: int) -> torch.Generator:
 
 def condition_rows(state: TrainState, batch: dict[str, Any], rows: slice, drop_B: torch.Tensor) -> Cond:
     """Model keyword arguments for `rows` of the local batch, with the dropped rows set to the null condition."""
-    inputs = batch["caption"][rows] if state.conditioner.kind == "text" else batch.get("label", [])[rows]
-    cond = state.conditioner.encode(inputs, state.info.device)
+    cond = state.conditioner.encode(condition_inputs(state, batch, rows), state.info.device)
     return state.conditioner.drop(cond, drop_B.to(state.info.device), state.null_condition)
 
 
@@ -63,8 +63,7 @@ def train_step(state: TrainState, batch: dict[str, Any]) -> dict[str, float]:
     """Forward, backward (with accumulation), NaN check, clip, optimizer and EMA update for `state.step`."""
     cfg, info = state.cfg, state.info
     global_batch, accum = cfg.train.batch_size, cfg.optim.grad_accum
-    with torch.no_grad():
-        x0 = state.vae.encode(batch["pixels"].to(info.device)).float()  # (B_local, C, F, H, W)
+    x0 = batch_latents(state, batch)  # (B_local, C, F, H, W): VAE-encoded pixels or cached latents
     local, micro = x0.shape[0], x0.shape[0] // accum
     gen = step_generator(cfg.train.seed, state.step)
     drop_G = torch.rand(global_batch, generator=gen) < cfg.train.caption_dropout

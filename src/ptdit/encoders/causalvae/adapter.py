@@ -78,6 +78,14 @@ class CausalVAE(CausalFrames, VAE):
         return z.float() * LATENT_SCALE
 
     @torch.no_grad()
+    def encode_distribution(self, pixels: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The scaled posterior (mean, std), each (B, 4, F', H / 8, W / 8) float32 (docs/data.md#feature-caches)."""
+        _check_5d(pixels, 3, "pixels")
+        self.latent_shape(*pixels.shape[2:])
+        mean, logvar = posterior_mean_logvar(self.model.encode(pixels.to(device=self.device, dtype=self.dtype)))
+        return mean.float() * LATENT_SCALE, torch.exp(0.5 * logvar.float()) * LATENT_SCALE
+
+    @torch.no_grad()
     def decode(self, latents: Tensor, *, clamp: bool = False) -> Tensor:
         """Decode scaled latents (B, 4, F', Y, X) into pixels (B, 3, 1 + 4 (F' - 1), 8 Y, 8 X) float32.
 

@@ -1,0 +1,151 @@
+"""Feature caches on disk: a dataset's text embeddings and VAE latent distributions, encoded once by `ptdit cache`
+and read by training instead of the raw data (docs/data.md#feature-caches).
+
+A cache folder holds:
+
+- `manifest.json`: what was encoded (dataset and options, encoders with fingerprints, size, frames, dtype, ...),
+  the shard list with each shard's sample count and sha256, and a content hash over all of them. `complete` is
+  false until every shard is written; a reader refuses an incomplete cache.
+- `null.safetensors`: the text encoder's null (empty-prompt) embedding and mask in float32, for caption dropout.
+- `shard-NNNNNN.safetensors`: `shard_size` consecutive samples each (the last may hold fewer). Tensors:
+  `latent_mean` (K, C, F', Y, X), `latent_std` (absent for deterministic autoencoders), `latent_mean_flip` /
+  `latent_std_flip` (caches written with --flip), `text` (sum of lengths, E): only the valid tokens of every
+  caption, concatenated, with `text_length` (K,), `label` (K,) for class datasets, and `index` (K,), the source
+  dataset's sample indices. The captions are in the shard's metadata (JSON list).
+
+safetensors shards (not a tar of per-sample files): no pickle, a header read gives every tensor's offset, one
+file write per K samples is the unit of atomic writes and of resuming, and safetensors is already a dependency.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import os
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ptdit.io import atomic_file, read_json
+
+FORMAT = "ptdit-feature-cache"
+VERSION = 1
+MANIFEST = "manifest.json"
+NULL_NAME = "null.safetensors"
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:06d}.safetensors"
+
+
+def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """Writes a safetensors file atomically (a killed write leaves nothing), readable like the folder it is in
+    (safetensors itself creates private files)."""
+    from safetensors.torch import save_file
+
+    with atomic_file(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        os.chmod(tmp, path.parent.stat().st_mode & 0o666)
+
+
+def write_shard(path: Path, tensors: dict[str, torch.Tensor], captions: list[str]) -> None:
+    """Writes one shard atomically: a killed write leaves no shard (and a resumed `ptdit cache` redoes it)."""
+    write_tensors(path, tensors, {"captions": json.dumps(captions)})
+
+
+def read_manifest(root: str | os.PathLike[str]) -> dict[str, Any]:
+    """The manifest of a complete cache; raises naming what is wrong and how to fix it."""
+    root = Path(root)
+    if not (root / MANIFEST).is_file():
+        raise FileNotFoundError(f"data.path={root} holds no feature cache ({MANIFEST}); write one with ptdit cache")
+    manifest = read_json(root / MANIFEST, what="feature cache manifest")
+    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+        raise ValueError(f"data.path={root} is not a ptdit feature cache of version {VERSION}; re-run ptdit cache")
+    if not manifest.get("complete"):
+        raise ValueError(f"the feature cache {root} is incomplete (interrupted); re-run the same ptdit cache command")
+    return manifest
+
+
+class FeatureCache(torch.utils.data.Dataset):
+    """The samples of a feature cache: dicts with `latent_mean` (C, F', Y, X) float32 (and `latent_std`, flipped
+    variants when present), `text` (L, E) float32 valid tokens, `caption`, `label` and `index`.
+
+    `collate` pads the text to the cache's max length and turns the lengths into the mask.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, keep_shards: int = 2) -> None:
+        self.root = Path(root)
+        self.manifest = read_manifest(self.root)
+        counts = [int(s["count"]) for s in self.manifest["shards"]]
+        self.offsets = [sum(counts[:i]) for i in range(len(counts) + 1)]
+        self.keep_shards = keep_shards
+        self._loaded: OrderedDict[int, tuple[dict[str, torch.Tensor], list[str], torch.Tensor]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return self.offsets[-1]
+
+    def _shard(self, number: int) -> tuple[dict[str, torch.Tensor], list[str], torch.Tensor]:
+        if number not in self._loaded:
+            from safetensors import safe_open
+
+            path = self.root / self.manifest["shards"][number]["name"]
+            with safe_open(str(path), framework="pt") as handle:
+                tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118 (not a dict)
+                captions = json.loads(handle.metadata()["captions"])
+            starts = torch.zeros(len(captions) + 1, dtype=torch.long)
+            if "text_length" in tensors:
+                starts[1:] = tensors["text_length"].cumsum(0)
+            self._loaded[number] = (tensors, captions, starts)
+            while len(self._loaded) > self.keep_shards:
+                self._loaded.popitem(last=False)
+        return self._loaded[number]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for a feature cache of {len(self)} samples")
+        number = bisect.bisect_right(self.offsets, index) - 1
+        tensors, captions, starts = self._shard(number)
+        row = index - self.offsets[number]
+        item: dict[str, Any] = {"caption": captions[row], "index": int(tensors["index"][row])}
+        for key in ("latent_mean", "latent_std", "latent_mean_flip", "latent_std_flip"):
+            if key in tensors:
+                item[key] = tensors[key][row].float()
+        if "text" in tensors:
+            item["text"] = tensors["text"][starts[row] : starts[row + 1]].float()
+        if "label" in tensors:
+            item["label"] = int(tensors["label"][row])
+        return item
+
+    def null_condition(self) -> dict[str, torch.Tensor]:
+        """The null (empty-prompt) text condition stored with the cache: `context` (1, S, E), `context_mask`."""
+        from ptdit.io import load_safetensors
+
+        return load_safetensors(self.root / NULL_NAME)
+
+    def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        """Stacks latents; pads text to the cache's max length with zeros and builds the mask from the lengths
+        (in the dtype of the encoder's own mask, so cached and encoded conditions are the same tensors)."""
+        batch: dict[str, Any] = {"caption": [it["caption"] for it in items]}
+        for key in ("latent_mean", "latent_std", "latent_mean_flip", "latent_std_flip"):
+            if key in items[0]:
+                batch[key] = torch.stack([it[key] for it in items])
+        if "text" in items[0]:
+            text = self.manifest["text_encoder"]
+            length, dim = int(text["max_length"]), int(text["dim"])
+            context = torch.zeros(len(items), length, dim)
+            lengths = torch.tensor([it["text"].shape[0] for it in items])
+            for row, it in enumerate(items):
+                context[row, : it["text"].shape[0]] = it["text"]
+            mask_dtype = getattr(torch, text["mask_dtype"])
+            batch["context"] = context
+            batch["context_mask"] = (torch.arange(length)[None] < lengths[:, None]).to(mask_dtype)
+        if "label" in items[0]:
+            batch["label"] = torch.tensor([it["label"] for it in items])
+        return batch
+
+
+__all__ = ["DTYPES", "FORMAT", "MANIFEST", "NULL_NAME", "VERSION", "FeatureCache", "read_manifest", "shard_name",
+           "write_shard", "write_tensors"]  # fmt: skip
