@@ -19,12 +19,16 @@ import math
 PUBLISHED_BASES = (256, 512, 1024, 2048)
 
 # PixArt's ASPECT_RATIO_1024 landscape half, (height, width) with height < width; the portrait half is its
-# transpose and the middle entry is square.
+# transpose except for 704 x 1344 (the published tables have no 1344 x 704 entry: 20 + 1 + 19 = 40 buckets),
+# and the middle entry is square.
 _LANDSCAPE_1024 = (
     (512, 2048), (512, 1984), (512, 1920), (512, 1856), (576, 1792), (576, 1728), (576, 1664), (640, 1600),
     (640, 1536), (704, 1472), (704, 1408), (704, 1344), (768, 1344), (768, 1280), (832, 1216), (832, 1152),
     (896, 1152), (896, 1088), (960, 1088), (960, 1024),
 )  # fmt: skip
+
+
+_UNMIRRORED = (704, 1344)
 
 
 def aspect_ratio_table(base: int) -> list[tuple[int, int]]:
@@ -33,7 +37,8 @@ def aspect_ratio_table(base: int) -> list[tuple[int, int]]:
     if base < 1:
         raise ValueError(f"bucket base size must be >= 1, got {base}")
     half = [(h * base / 1024, w * base / 1024) for h, w in _LANDSCAPE_1024]
-    table = [*half, (float(base), float(base)), *[(w, h) for h, w in reversed(half)]]
+    portrait = [(w, h) for (h, w), (h0, w0) in zip(half, _LANDSCAPE_1024, strict=True) if (h0, w0) != _UNMIRRORED]
+    table = [*half, (float(base), float(base)), *reversed(portrait)]
     return [(round(h), round(w)) if base in PUBLISHED_BASES else (h, w) for h, w in table]  # type: ignore[misc]
 
 

@@ -178,13 +178,14 @@ class ParquetRows:
                 self.starts.append(total)
                 total += meta.row_group(group).num_rows
         self.length = total
-        self._cache: OrderedDict[int, Any] = OrderedDict()
+        self._cache: OrderedDict[int, Any] = OrderedDict()  # row group -> table, the last few read
+        self._readers: dict[int, Any] = {}  # open files, per process
 
     def __len__(self) -> int:
         return self.length
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_cache": OrderedDict()}
+        return {**self.__dict__, "_cache": OrderedDict(), "_readers": {}}
 
     def _locate(self, index: int) -> tuple[int, int]:
         group = bisect.bisect_right(self.starts, index) - 1
@@ -199,9 +200,10 @@ class ParquetRows:
         if group not in self._cache:
             pq = require("pyarrow.parquet", "data", purpose="reading Parquet datasets")
             number, rg = self.groups[group]
-            table = pq.ParquetFile(self.files[number]).read_row_group(rg, columns=list(self.columns))
-            self._cache[group] = table.to_pydict()
-            while len(self._cache) > 4:
+            if number not in self._readers:
+                self._readers[number] = pq.ParquetFile(self.files[number])
+            self._cache[group] = self._readers[number].read_row_group(rg, columns=list(self.columns))
+            while len(self._cache) > 8:
                 self._cache.popitem(last=False)
         self._cache.move_to_end(group)
         return self._cache[group]
@@ -209,7 +211,7 @@ class ParquetRows:
     def fields(self, index: int) -> dict[str, bytes]:
         group, row = self._locate(index)
         rows = self._rows(group)
-        media, caption = (rows[c][row] for c in self.columns)
+        media, caption = (rows.column(c)[row].as_py() for c in self.columns)  # only this row becomes Python
         if isinstance(media, dict):
             media = media.get("bytes")
         out: dict[str, bytes] = {}
