@@ -31,10 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "with random weights (T5-XXL, PT-DiT/XL, CausalVAE), time per stage and peak memory; data: samples/s of a "
         "stored format through the training DataLoader (--format, --path, --workers)",
     )
-    p.add_argument("--format", dest="data_format", choices=("wds", "parquet", "folder", "cache"), help="data: format")
-    p.add_argument("--path", help="data: the exported data (ptdit data export --out)")
-    p.add_argument("--workers", type=int, default=0, help="data: DataLoader worker processes (default 0)")
-    p.add_argument("--batches", type=int, default=50, help="data: timed batches (after one untimed)")
+    _data_arguments(p)
     p.add_argument("--steps", type=int, default=30, help="pipeline: sampling steps")
     p.add_argument("--cfg", type=float, default=4.0, help="pipeline: guidance scale")
     p.add_argument(
@@ -72,6 +69,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per (model, resolution, frames)")
     p.set_defaults(func=run)
+
+
+def _data_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of `ptdit bench data`."""
+    p.add_argument("--format", dest="data_format", choices=("wds", "parquet", "folder", "cache"), help="data: format")
+    p.add_argument("--path", help="data: the exported data (ptdit data export --out)")
+    p.add_argument("--workers", type=int, default=0, help="data: DataLoader worker processes (default 0)")
+    p.add_argument("--batches", type=int, default=50, help="data: timed batches (after one untimed)")
 
 
 def _settings(args: argparse.Namespace) -> Any:

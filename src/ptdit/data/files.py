@@ -1,4 +1,5 @@
-"""Map-style datasets over stored samples (tar shards, Parquet, folders), robust to bad data.
+"""Map-style datasets over stored samples (tar shards, Parquet; folders in `ptdit.data.folders`), robust to bad
+data.
 
 Sample i is stored sample i of the source (`ptdit.data.sources`), decoded at a target shape: `data.size`
 square by default, or the shape of its bucket when the sampler passes `(i, (height, width, frames))`
@@ -14,15 +15,13 @@ for class folders).
 from __future__ import annotations
 
 import operator
-import os
 import warnings
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from ptdit.data.decode import CLIP_EXTENSIONS, IMAGE_EXTENSIONS, BadSample, caption_of, decode_media, media_shape
-from ptdit.data.sources import MEDIA_EXTENSIONS, FolderFiles, ParquetRows, TarShards, resolve_paths
+from ptdit.data.decode import BadSample, caption_of, decode_media, media_shape
+from ptdit.data.sources import MEDIA_EXTENSIONS, ParquetRows, TarShards, resolve_paths
 
 MAX_CONSECUTIVE_BAD = 100  # more bad samples in a row than this means the data, not a few files, is broken
 WARN_FIRST = 3  # bad samples named in a warning per process; later ones are only counted
@@ -173,46 +172,9 @@ def parquet_dataset(
     )
 
 
-def _folder(path: Any, root: str | None, kind: str) -> Path:
-    where = root if root is not None else path
-    if isinstance(where, (list, tuple)):
-        raise ValueError(f"the {kind} dataset reads one folder; give data.path as a single folder")
-    if where is None:
-        raise ValueError(f"the {kind} dataset needs data.path (a folder)")
-    folder = Path(os.path.expanduser(str(where)))
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{kind} folder {folder} not found")
-    return folder
-
-
-def image_folder_dataset(
-    *, path: Any = None, root: str | None = None, size: int = 256, seed: int = 0, allow_upscale: bool = True
-) -> FileDataset:
-    """Images in a folder (class subfolders, or same-named `.txt` captions); `root` is the older name of `path`."""
-    source = FolderFiles(_folder(path, root, "image-folder"), IMAGE_EXTENSIONS)
-    return FileDataset(source, size=size, allow_upscale=allow_upscale)
-
-
-def video_folder_dataset(
-    *,
-    path: Any = None,
-    root: str | None = None,
-    size: int = 256,
-    seed: int = 0,
-    frames: int = 17,
-    frame_stride: int = 1,
-    allow_upscale: bool = True,
-) -> FileDataset:
-    """Clips in a folder with same-named `.txt` captions: the first `frames` frames at `frame_stride`."""
-    source = FolderFiles(_folder(path, root, "video-folder"), CLIP_EXTENSIONS)
-    return FileDataset(source, size=size, frames=frames, frame_stride=frame_stride, allow_upscale=allow_upscale)
-
-
 __all__ = [
     "MAX_CONSECUTIVE_BAD",
     "FileDataset",
-    "image_folder_dataset",
     "parquet_dataset",
-    "video_folder_dataset",
     "webdataset_dataset",
 ]

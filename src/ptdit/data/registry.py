@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ptdit.data import files
+from ptdit.data import files, folders
 from ptdit.data.procedural import DATASETS
 
 
@@ -53,8 +53,8 @@ for _name in DATASETS:
     register_dataset(_name, _procedural(_name), files=False)
 register_dataset("webdataset", files.webdataset_dataset, files=True)
 register_dataset("parquet", files.parquet_dataset, files=True)
-register_dataset("image-folder", files.image_folder_dataset, files=True)
-register_dataset("video-folder", files.video_folder_dataset, files=True)
+register_dataset("image-folder", folders.image_folder_dataset, files=True)
+register_dataset("video-folder", folders.video_folder_dataset, files=True)
 
 
 def procedural_options() -> set[str]:
