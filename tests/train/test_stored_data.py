@@ -139,3 +139,19 @@ def test_ptdit_train_runs_from_exported_shards(tmp_path):
     code = main(["train", "--config", str(config), "--set", "data.dataset=webdataset", "--set", f"data.path={shards}",
                  "--set", "data.options={}", "--set", "train.max_steps=2", "--out", str(tmp_path / "run")])  # fmt: skip
     assert code == 0 and (tmp_path / "run" / "checkpoints").is_dir()
+
+
+def test_video_shards_get_frame_buckets_the_temporal_window_divides(tmp_path):
+    out = tmp_path / "clips"
+    export_dataset("moving-shapes", 4, out, fmt="wds", size=24, options={"frames": 8}, show_progress=False)
+    cfg = tiny_train_config(
+        "data.dataset=webdataset", f"data.path={out}", "data.options={frames: 8}", "data.buckets=pixart",
+        "pipeline.task=t2v", "model.window_size=[4, 2, 2]",
+    )  # fmt: skip
+    from ptdit.train.buckets import bucket_assignment, bucket_shapes
+
+    dataset = build_dataset(cfg)
+    assert bucket_shapes(cfg, 8)[1] == [4, 8]  # identity VAE: latent frames = frames, temporal window 4
+    shapes, assignment = bucket_assignment(cfg, dataset)
+    assert shapes == [(24, 24, 8)] and list(assignment) == [0, 0, 0, 0]
+    assert dataset[(2, (24, 24, 4))]["pixels"].shape == (3, 4, 24, 24)
