@@ -101,6 +101,9 @@ def test_bucketed_training_on_shards_resumes_exactly_and_logs_skipped_samples(tm
     from ptdit.train.setup import build_sampler
 
     shapes, _ = bucket_assignment(cfg, build_dataset(cfg))
+    quirky = tiny_train_config("data.buckets=pixart", "model.reference_compat=true")
+    with pytest.raises(ValueError, match="positional embedding"):  # non-square grids need the correct embedding
+        bucket_assignment(quirky, build_dataset(cfg))
     reads_of_bad = sum(i == 5 for batch in build_sampler(cfg, build_dataset(cfg), _info(0, 1), 0, 4) for i, _ in batch)
     assert reads_of_bad >= 1
     assert len(shapes) == 3 and all(h % 4 == 0 and w % 4 == 0 for h, w, _ in shapes)  # patch 2 x window 2
@@ -159,3 +162,14 @@ def test_video_shards_get_frame_buckets_the_temporal_window_divides(tmp_path):
     shapes, assignment = bucket_assignment(cfg, dataset)
     assert shapes == [(24, 24, 8)] and list(assignment) == [0, 0, 0, 0]
     assert dataset[(2, (24, 24, 4))]["pixels"].shape == (3, 4, 24, 24)
+
+
+def test_skip_fraction_is_taken_over_at_least_a_thousand_samples():
+    from ptdit.train.loop import check_skip_fraction
+
+    check_skip_fraction(10, 20, 0.01)  # 10 of the first 30: within 1% of 1000
+    check_skip_fraction(100, 9900, 0.01)
+    with pytest.raises(ValueError, match=r"11 bad data samples .* data\.max_skip_fraction=0\.01"):
+        check_skip_fraction(11, 20, 0.01)
+    with pytest.raises(ValueError, match="101 bad"):
+        check_skip_fraction(101, 9899, 0.01)

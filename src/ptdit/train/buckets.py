@@ -16,6 +16,12 @@ from ptdit.train.config import TrainConfig
 def bucket_multiples(cfg: TrainConfig, spatial_factor: int, temporal_factor: int) -> tuple[int, int]:
     """(latent-frame multiple, pixel multiple per side) a bucket needs so that the model's window tiles it."""
     model_config = cfg.model_config()
+    if getattr(model_config, "reference_compat", False):
+        raise ValueError(
+            "data.buckets=pixart trains on non-square grids, where model.reference_compat=true reproduces the "
+            "reference's transposed positional embedding; set model.reference_compat=false (it changes no weight; "
+            "docs/decisions.md#positional-embedding-on-non-square-grids)"
+        )
     window = getattr(model_config, "window_size", None)
     tile_f, tile_y, tile_x = window_tiling(model_config, task=cfg.pipeline.task, window=window)
     patch = model_config.patch_size

@@ -136,10 +136,9 @@ class RunLog:
     def samples_seen(self, step: int) -> int:
         return self.samples_before + (step - self.start_step) * self.batch_size
 
-    def count_skipped(self, step: int, skipped: float) -> int:
-        """Adds the bad samples the step just trained skipped; returns the run's total."""
+    def count_skipped(self, skipped: float) -> None:
+        """Adds the bad samples one step's batch skipped (summed over processes)."""
         self.skipped += int(skipped)
-        return self.skipped
 
     def progress(self, step: int) -> dict[str, Any]:
         """The progress record stored in checkpoints."""

@@ -265,11 +265,13 @@ def _loop(
     Returns (the last checkpoint written or resumed from, why it stopped early or None)."""
     cfg, info = state.cfg, state.info
     for batch in loader:
-        skipped = batch.pop("skipped", None)
+        skipped = batch.pop("skipped", None)  # bad stored samples this batch replaced (docs/data.md#bad-data)
+        if skipped is not None:
+            log.count_skipped(float(all_reduce_sum(torch.tensor(float(skipped)))))
+            check_skip_fraction(log.skipped, log.samples_seen(state.step + 1), cfg.data.max_skip_fraction)
         metrics = _checked_step(state, batch, out)  # advances state.step
         if skipped is not None:
-            metrics["data_skipped"] = log.count_skipped(state.step, float(all_reduce_sum(torch.tensor(float(skipped)))))
-            check_skip_fraction(log.skipped, log.samples_seen(state.step), cfg.data.max_skip_fraction)
+            metrics["data_skipped"] = log.skipped
         fault_point("step", state.step)
         log.step(state.step, metrics)
         if state.step % cfg.train.checkpoint_every == 0 and state.step < stop:
