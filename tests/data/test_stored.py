@@ -184,3 +184,11 @@ def test_unknown_options_are_named_and_builtin_ones_ignored_with_a_warning(tmp_p
         build_named_dataset("webdataset", path=str(out), size=24, seed=0, options={"max_objects": 1})
     with pytest.raises(ValueError, match="takes none"):
         build_named_dataset("shapes", path=str(out), size=24, seed=0, options={})
+
+
+@pytest.mark.parametrize("fmt", ["wds", "parquet"])
+def test_worker_processes_read_the_same_samples_as_the_parent_after_it_opened_the_files(tmp_path, fmt):
+    dataset = build_named_dataset(NAMES[fmt], path=str(_export(tmp_path, fmt)), size=24, seed=0, options={})
+    serial = [dataset[i]["pixels"] for i in range(len(dataset))]  # the parent now holds open files
+    loader = torch.utils.data.DataLoader(dataset, batch_size=3, num_workers=2)
+    assert torch.equal(torch.cat([b["pixels"] for b in loader]), torch.stack(serial))

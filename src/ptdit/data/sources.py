@@ -121,7 +121,7 @@ class TarShards:
 
     def fields(self, index: int) -> dict[str, bytes]:
         number, _, where = self.samples[index]
-        if self._pid != os.getpid():
+        if self._pid != os.getpid():  # a forked DataLoader worker must not share the parent's file offsets
             self._handles, self._pid = {}, os.getpid()
         handle = self._handles.get(number)
         if handle is None:
@@ -180,6 +180,7 @@ class ParquetRows:
         self.length = total
         self._cache: OrderedDict[int, Any] = OrderedDict()  # row group -> table, the last few read
         self._readers: dict[int, Any] = {}  # open files, per process
+        self._pid = os.getpid()
 
     def __len__(self) -> int:
         return self.length
@@ -197,6 +198,8 @@ class ParquetRows:
         return f"{self.files[number].name}:row-group-{rg}:row-{row}"
 
     def _rows(self, group: int) -> Any:
+        if self._pid != os.getpid():  # a forked DataLoader worker must not share the parent's open files
+            self._cache, self._readers, self._pid = OrderedDict(), {}, os.getpid()
         if group not in self._cache:
             pq = require("pyarrow.parquet", "data", purpose="reading Parquet datasets")
             number, rg = self.groups[group]
