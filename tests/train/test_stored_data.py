@@ -57,8 +57,9 @@ def test_two_ranks_with_two_workers_read_each_sample_once_per_epoch(tmp_path):
             first, stop = epoch * steps_per_epoch, (epoch + 1) * steps_per_epoch
             for batch in build_loader(cfg, dataset, _info(rank, 2), first, stop):
                 assert len(batch["caption"]) == cfg.train.batch_size // 2
-                seen += batch["caption"]
-        assert sorted(seen) == sorted(dataset[i]["caption"] for i in range(len(dataset)))
+                seen += batch["index"].tolist()
+                assert batch["caption"] == [dataset[i]["caption"] for i in batch["index"].tolist()]
+        assert sorted(seen) == list(range(len(dataset)))  # each sample exactly once per epoch
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:

@@ -108,13 +108,16 @@ class StepBatches(torch.utils.data.Sampler):
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stacks pixels; keeps captions as a list and labels as a tensor; sums the bad samples skipped."""
+    """Stacks pixels; keeps captions as a list, labels and sample indices as tensors; sums the bad samples
+    skipped."""
     batch: dict[str, Any] = {
         "pixels": torch.stack([it["pixels"] for it in items]),
         "caption": [it.get("caption", "") for it in items],
     }
     if "label" in items[0]:
         batch["label"] = torch.tensor([it["label"] for it in items])
+    if "index" in items[0]:
+        batch["index"] = torch.tensor([int(it["index"]) for it in items])  # the sample numbers the sampler asked for
     if "skipped" in items[0]:
         batch["skipped"] = sum(int(it["skipped"]) for it in items)
     return batch
