@@ -15,7 +15,7 @@ import torch
 from ptdit.data import MovingShapesDataset, ShapesDataset, TurntableDataset
 from ptdit.data.export import encode_frames, export_dataset
 from ptdit.data.registry import build_named_dataset
-from ptdit.data.sources import scan_tar, sniff, split_member, tar_index
+from ptdit.data.sources import _scan_headers, scan_tar, scan_tar_reference, sniff, split_member, tar_index
 
 NAMES = {"wds": "webdataset", "parquet": "parquet", "folder": "image-folder"}
 
@@ -127,9 +127,12 @@ def test_each_kind_of_bad_sample_is_skipped_counted_and_replaced_by_the_next(tmp
     }  # fmt: skip
     _write_tar(tmp_path / "bad.tar", members)
     dataset = build_named_dataset("webdataset", path=str(tmp_path), size=24, seed=0, options={})
-    with pytest.warns(UserWarning, match="skipping bad sample bad.tar:1"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         item = dataset[1]
     assert item["caption"] == "good six" and item["skipped"] == 5 and item["index"] == 1
+    messages = [str(w.message) for w in caught]  # the first 3 are named, the last of them says the rest are not
+    assert len(messages) == 3 and "bad.tar:1" in messages[0] and "not named" in messages[2]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert [dataset[i]["skipped"] for i in range(7)] == [0, 5, 4, 3, 2, 1, 0]
@@ -192,3 +195,44 @@ def test_worker_processes_read_the_same_samples_as_the_parent_after_it_opened_th
     serial = [dataset[i]["pixels"] for i in range(len(dataset))]  # the parent now holds open files
     loader = torch.utils.data.DataLoader(dataset, batch_size=3, num_workers=2)
     assert torch.equal(torch.cat([b["pixels"] for b in loader]), torch.stack(serial))
+
+
+def _tar_variants(folder: Path) -> list[Path]:
+    """Shards as webdataset (pax, float mtime), POSIX ustar (long names in the prefix field), GNU (long names in
+    'L' records) and pax (long names) write them, with a folder and a link among the members."""
+    import webdataset as wds
+
+    paths = [folder / "wds.tar"]
+    with wds.TarWriter(str(paths[0])) as writer:
+        for i in range(3):
+            writer.write({"__key__": f"{i:04d}", "png": _png(24), "txt": f"caption {i}"})
+    long = "d" * 60 + "/" + "e" * 60 + "/sample"
+    for name, fmt in (("ustar", tarfile.USTAR_FORMAT), ("gnu", tarfile.GNU_FORMAT), ("pax", tarfile.PAX_FORMAT)):
+        paths.append(folder / f"{name}.tar")
+        with tarfile.open(paths[-1], "w", format=fmt) as tar:
+            folder_info = tarfile.TarInfo("somefolder")
+            folder_info.type = tarfile.DIRTYPE
+            tar.addfile(folder_info)
+            for i, data in enumerate([b"x" * 700, b"", _png(24)]):
+                info = tarfile.TarInfo(f"{long}{i}.{'' if i == 1 else 'seg.'}png" if fmt != tarfile.USTAR_FORMAT
+                                       else f"{'d' * 60}/{'e' * 60}/s{i}.png")  # fmt: skip
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+            link = tarfile.TarInfo("alink")
+            link.type, link.linkname = tarfile.SYMTYPE, "somefolder"
+            tar.addfile(link)
+    return paths
+
+
+def test_fast_header_scan_agrees_with_tarfile(tmp_path):
+    for path in _tar_variants(tmp_path):
+        reference = scan_tar_reference(path)
+        assert reference and _scan_headers(path) == reference, path.name
+    out = _export(tmp_path, "wds")
+    shard = sorted(out.glob("*.tar"))[0]
+    assert _scan_headers(shard) == scan_tar_reference(shard)
+    data = shard.read_bytes()  # damaged: the fast scan hands over to tarfile, which keeps what precedes it
+    shard.write_bytes(data[: len(data) // 2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert scan_tar(shard) == scan_tar_reference(shard)

@@ -65,7 +65,8 @@ def _write_wds(folder: Path, items: Iterator[tuple[str, str, bytes, str]], shard
             if writer is not None:
                 writer.close()
             handle = open(folder / f"shard-{shards:06d}.tar", "wb")  # noqa: SIM115 (closed by the writer)
-            writer, shards = wds.TarWriter(handle, mtime=0.0), shards + 1
+            # An int mtime: a float one costs a pax header (1 KB) per member.
+            writer, shards = wds.TarWriter(handle, mtime=0), shards + 1
         writer.write({"__key__": key, ext: data, "txt": caption})  # type: ignore[union-attr]
     if writer is not None:
         writer.close()

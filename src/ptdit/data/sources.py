@@ -61,9 +61,9 @@ def split_member(name: str) -> tuple[str, str]:
     return (f"{folder}/{stem}" if folder else stem), ext.lower()
 
 
-def scan_tar(path: Path) -> list[tuple[str, dict[str, tuple[int, int]]]]:
-    """(key, {extension: (data offset, size)}) per sample, in file order, from the tar headers only. A damaged
-    shard keeps the samples before the damage (with a warning naming it)."""
+def scan_tar_reference(path: Path) -> list[tuple[str, dict[str, tuple[int, int]]]]:
+    """(key, {extension: (data offset, size)}) per sample, in file order, with the standard library's `tarfile`.
+    A damaged shard keeps the samples before the damage (with a warning naming it)."""
     samples: dict[str, dict[str, tuple[int, int]]] = {}
     try:
         with tarfile.open(path, "r:") as tar:
@@ -74,6 +74,76 @@ def scan_tar(path: Path) -> list[tuple[str, dict[str, tuple[int, int]]]]:
     except (tarfile.TarError, OSError) as err:
         warnings.warn(f"tar shard {path} is damaged ({err}); using the {len(samples)} samples before it", stacklevel=2)
     return list(samples.items())
+
+
+class _UseTarfile(Exception):
+    """The fast header scan met something it leaves to `tarfile` (damage, sparse or base-256 members)."""
+
+
+_FILE_TYPES = (b"0", b"\0", b"7")  # regular, old-style regular, contiguous (what tarfile's isfile() accepts)
+_SKIPPED_TYPES = (b"1", b"2", b"3", b"4", b"5", b"6", b"K", b"g")  # links, devices, folders, long link names
+
+
+def _pax_fields(data: bytes) -> dict[bytes, bytes]:
+    """The records (`LEN key=value`, newline-terminated) of a POSIX (pax) extended header."""
+    fields, pos = {}, 0
+    while pos < len(data) and data[pos : pos + 1] != b"\0":
+        length = int(data[pos : data.index(b" ", pos)])
+        key, _, value = data[data.index(b" ", pos) + 1 : pos + length - 1].partition(b"=")
+        fields[key], pos = value, pos + length
+    return fields
+
+
+def _scan_headers(path: Path) -> list[tuple[str, dict[str, tuple[int, int]]]]:
+    """`scan_tar_reference`'s result from the 512-byte headers read directly (ustar, pax and GNU long names:
+    what webdataset, Python and GNU tar write), about 3x faster than tarfile; raises _UseTarfile otherwise."""
+    samples: dict[str, dict[str, tuple[int, int]]] = {}
+    total, offset, pending = path.stat().st_size, 0, {}
+    with open(path, "rb") as f:
+        while True:
+            f.seek(offset)
+            header = f.read(512)
+            if len(header) < 512 or header == bytes(512):
+                if len(header) < 512 and offset < total:
+                    raise _UseTarfile
+                break
+            stored = header[148:156].split(b"\0")[0].strip()
+            if not stored or int(stored, 8) != sum(header[:148]) + 256 + sum(header[156:]) or header[124] & 0x80:
+                raise _UseTarfile
+            kind, size = header[156:157], int(header[124:136].split(b"\0")[0].strip() or b"0", 8)
+            data_offset, offset = offset + 512, offset + 512 + (size + 511) // 512 * 512
+            if size and data_offset + size > total:
+                raise _UseTarfile  # truncated: the reference keeps what precedes the damage
+            if kind in (b"x", b"L"):
+                f.seek(data_offset)
+                data = f.read(size)
+                if kind == b"L":
+                    pending[b"path"] = data.split(b"\0")[0]
+                else:
+                    pending.update(_pax_fields(data))
+                continue
+            name = header[0:100].split(b"\0")[0]
+            if kind in _FILE_TYPES and not (kind == b"\0" and name.endswith(b"/")):  # old-style folders end in /
+                posix = header[257:263] == b"ustar\0"  # GNU headers use the prefix field for other data
+                prefix = header[345:500].split(b"\0")[0] if posix else b""
+                name = pending.get(b"path", prefix + b"/" + name if prefix else name)
+                size = int(pending.get(b"size", size))
+                key, ext = split_member(name.decode("utf-8", errors="surrogateescape"))
+                samples.setdefault(key, {})[ext] = (data_offset, size)
+                offset = data_offset + (size + 511) // 512 * 512
+            elif kind not in _SKIPPED_TYPES and kind != b"\0":
+                raise _UseTarfile
+            pending = {}
+    return list(samples.items())
+
+
+def scan_tar(path: Path) -> list[tuple[str, dict[str, tuple[int, int]]]]:
+    """(key, {extension: (data offset, size)}) per sample, in file order, from the tar headers only: the fast
+    header scan, or `tarfile` (the reference; tests check that they agree) for damaged or unusual shards."""
+    try:
+        return _scan_headers(path)
+    except (_UseTarfile, ValueError, OSError):
+        return scan_tar_reference(path)
 
 
 def tar_index(path: Path) -> list[tuple[str, dict[str, tuple[int, int]]]]:
