@@ -25,11 +25,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "what",
         nargs="?",
-        choices=("models", "pipeline"),
+        choices=("models", "pipeline", "data"),
         default="models",
         help="models (default): networks side by side; pipeline: the released text-to-image pipeline at full size "
-        "with random weights (T5-XXL, PT-DiT/XL, CausalVAE), time per stage and peak memory",
+        "with random weights (T5-XXL, PT-DiT/XL, CausalVAE), time per stage and peak memory; data: samples/s of a "
+        "stored format through the training DataLoader (--format, --path, --workers)",
     )
+    _data_arguments(p)
     p.add_argument("--steps", type=int, default=30, help="pipeline: sampling steps")
     p.add_argument("--cfg", type=float, default=4.0, help="pipeline: guidance scale")
     p.add_argument(
@@ -48,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--width", type=int, help="override the presets' width (heads keep the head dim unless --heads)")
     p.add_argument("--heads", type=int, help="override the number of heads")
     p.add_argument("--window", nargs=3, type=int, metavar=("PF", "PH", "PW"), help="PT-DiT window (default: paper's)")
-    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--batch", type=int, help="batch size (default 1; data: 32)")
     p.add_argument("--text-tokens", type=int, default=120, help="caption length of text-conditional models")
     p.add_argument("--repeats", type=int, default=3, help="timed calls per measurement (median)")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls before timing")
@@ -69,6 +71,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _data_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of `ptdit bench data`."""
+    p.add_argument("--format", dest="data_format", choices=("wds", "parquet", "folder", "cache"), help="data: format")
+    p.add_argument("--path", help="data: the exported data (ptdit data export --out)")
+    p.add_argument("--workers", type=int, default=0, help="data: DataLoader worker processes (default 0)")
+    p.add_argument("--batches", type=int, default=50, help="data: timed batches (after one untimed)")
+
+
 def _settings(args: argparse.Namespace) -> Any:
     from ptdit.bench.harness import BenchSettings
 
@@ -79,7 +89,7 @@ def _settings(args: argparse.Namespace) -> Any:
         width=args.width,
         heads=args.heads,
         window=tuple(args.window) if args.window else None,
-        batch=args.batch,
+        batch=args.batch or 1,
         text_tokens=args.text_tokens,
         repeats=args.repeats,
         warmup=args.warmup,
@@ -169,7 +179,30 @@ def run_window_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_data(args: argparse.Namespace) -> int:
+    from ptdit.bench.data import bench_data
+
+    if not args.data_format or not args.path:
+        raise ValueError("ptdit bench data needs --format FORMAT and --path DIR (see ptdit data export)")
+    if args.workers < 0 or args.batches < 1:
+        raise ValueError(f"--workers must be >= 0 and --batches >= 1, got {args.workers}, {args.batches}")
+    row = bench_data(
+        args.data_format, args.path, workers=args.workers, batch_size=args.batch or 32, batches=args.batches
+    )
+    if args.json:
+        print(json.dumps(row, indent=2))
+        return 0
+    print(
+        f"{row['format']}: {row['samples_per_second']:.0f} samples/s ({row['workers']} workers, batch "
+        f"{row['batch_size']}, {row['batches']} batches, {row['size']} px, {row['samples']} samples; index/open "
+        f"{row['open_seconds']:.2f} s)"
+    )
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.what == "data":
+        return run_data(args)
     if args.what == "pipeline":
         from ptdit.cli.bench_pipeline import run_pipeline
 

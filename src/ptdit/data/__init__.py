@@ -1,4 +1,7 @@
-"""Built-in procedural datasets (no files, deterministic from a seed); their oracles are in `ptdit.eval.oracle`."""
+"""Training data. Re-exported here: the built-in procedural datasets (no files, deterministic from a seed; their
+oracles are in `ptdit.eval.oracle`). Stored data (WebDataset shards, Parquet, folders), buckets, samplers and the
+`data.dataset` registry live in `files`, `sources`, `decode`, `buckets`, `sampling`, `registry` and `export`
+(docs/data.md)."""
 
 from ptdit.data.captions import VOCABULARY, format_caption, parse_caption
 from ptdit.data.procedural import DATASETS, build_dataset, random_captions

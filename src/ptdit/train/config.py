@@ -22,20 +22,29 @@ from ptdit.presets.models import get_preset
 
 @dataclass(frozen=True, kw_only=True)
 class DataConfig:
-    """A built-in procedural dataset (`shapes`, `moving-shapes`, `turntable`) and its arguments."""
+    """The training data (docs/data.md): a built-in procedural dataset (`shapes`, `moving-shapes`, `turntable`) or
+    stored samples (`webdataset`, `parquet`, `image-folder`, `video-folder`) at `path`, and its arguments."""
 
     dataset: str = "shapes"
+    path: str | list[str] | None = None  # stored datasets: a folder, a glob pattern or a list of files
     size: int = 32
     seed: int = 0
     num_workers: int = 0  # DataLoader worker processes (0: load in the training process)
     options: dict[str, Any] = field(default_factory=dict)  # dataset-specific, e.g. max_objects, frames, views
-    path: str | None = None  # the folder of a `cache` dataset (`ptdit cache --out`; docs/data.md#feature-caches)
     flip: bool = False  # horizontal flips, p = 0.5 per sample and step (docs/decisions.md#flip-with-caches)
+    buckets: str = "none"  # none: data.size squares | pixart: aspect-ratio (and frame-count) buckets at data.size
+    max_skip_fraction: float = 0.01  # bad stored samples tolerated (docs/data.md#bad-data)
 
     def __post_init__(self) -> None:
         check_fields(self, "data.")
         check_range("data.", self, ("size",), minimum=1)
         check_range("data.", self, ("num_workers",))
+        if self.buckets not in ("none", "pixart"):
+            raise ValueError(f"data.buckets must be 'none' or 'pixart', got {self.buckets!r}")
+        if not 0 <= self.max_skip_fraction <= 1:
+            raise ValueError(f"data.max_skip_fraction must be in [0, 1], got {self.max_skip_fraction}")
+        if self.path is not None and not isinstance(self.path, (str, list)):
+            raise ValueError(f"data.path must be a path, a glob pattern or a list of paths, got {self.path!r}")
 
 
 @dataclass(frozen=True, kw_only=True)

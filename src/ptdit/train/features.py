@@ -120,8 +120,8 @@ def check_cache_config(cache: FeatureCache, cfg: TrainConfig) -> None:
 
 def open_cache(cfg: TrainConfig) -> FeatureCache:
     """The `cache` dataset of `data.path`, checked against the config."""
-    if not cfg.data.path:
-        raise ValueError("data.dataset=cache needs data.path=DIR (a folder written by ptdit cache)")
+    if not isinstance(cfg.data.path, str) or not cfg.data.path:
+        raise ValueError("data.dataset=cache needs data.path=DIR (one folder written by ptdit cache)")
     cache = FeatureCache(cfg.data.path)
     check_cache_config(cache, cfg)
     m = cache.manifest

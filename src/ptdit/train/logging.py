@@ -117,6 +117,7 @@ class RunLog:
         samples_before: int,
         seconds_before: float,
         log_every: int,
+        skipped_before: int = 0,
         enabled: bool,
         show_progress: bool,
         stage: str | None = None,
@@ -129,6 +130,7 @@ class RunLog:
         self.start_time = self.last_log = time.perf_counter()
         self.losses: list[float] = []
         self.last_loss = float("nan")
+        self.skipped = skipped_before  # bad stored samples skipped so far (all processes, earlier invocations too)
 
     def elapsed(self) -> float:
         """Training seconds of the whole run, earlier invocations included."""
@@ -137,10 +139,15 @@ class RunLog:
     def samples_seen(self, step: int) -> int:
         return self.samples_before + (step - self.start_step) * self.batch_size
 
+    def count_skipped(self, skipped: float) -> None:
+        """Adds the bad samples one step's batch skipped (summed over processes)."""
+        self.skipped += int(skipped)
+
     def progress(self, step: int) -> dict[str, Any]:
         """The progress record stored in checkpoints."""
         samples = self.samples_seen(step)
-        return {"samples_seen": samples, "frames_seen": samples * self.frames, "train_seconds": self.elapsed()}
+        record = {"samples_seen": samples, "frames_seen": samples * self.frames, "train_seconds": self.elapsed()}
+        return {**record, "data_skipped": self.skipped} if self.skipped else record
 
     def step(self, step: int, metrics: dict[str, float]) -> None:
         """Records the metrics of the step that just finished (`step` is the new step count)."""
@@ -161,6 +168,8 @@ class RunLog:
         record["frames_seen"] = record["samples_seen"] * self.frames
         if self.stage is not None:
             record["stage"] = self.stage
+        if "data_skipped" in metrics:
+            record["data_skipped"] = int(metrics["data_skipped"])
         self.writer.write(record)
         self.bar.update(step, record)
         self.losses, self.last_log = [], now

@@ -282,7 +282,7 @@ def _train(  # long function: the phases of a run, in order, read best in one pl
         progress, last_loss = _resume(run, state, info)
 
         # Data, and the sampling settings stored with every checkpoint (the trained size and window)
-        loader = build_loader(cfg, run.dataset, info, state.step, stop)
+        loader = build_loader(cfg, run.dataset, info, state.step, stop, vae=state.vae)
         frames = sample_frames(run.dataset)
         pipeline.update(height=cfg.data.size, width=cfg.data.size, frames=frames)
         if pipeline.get("window_size") is None and hasattr(state.module.config, "window_size"):
@@ -292,6 +292,7 @@ def _train(  # long function: the phases of a run, in order, read best in one pl
         log = RunLog(
             out, start_step=state.step, stop_step=stop, batch_size=cfg.train.batch_size, frames=frames,
             samples_before=progress.get("samples_seen", 0), seconds_before=progress.get("train_seconds", 0.0),
+            skipped_before=progress.get("data_skipped", 0),
             log_every=cfg.train.log_every, enabled=info.is_main, show_progress=show_progress,
             stage=stage.name if stage else None,
         )  # fmt: skip
@@ -329,7 +330,13 @@ def _loop(
     Returns (the last checkpoint written or resumed from, why it stopped early or None)."""
     cfg, info = state.cfg, state.info
     for batch in loader:
+        skipped = batch.pop("skipped", None)  # bad stored samples this batch replaced (docs/data.md#bad-data)
+        if skipped is not None:
+            log.count_skipped(float(all_reduce_sum(torch.tensor(float(skipped)))))
+            check_skip_fraction(log.skipped, log.samples_seen(state.step + 1), cfg.data.max_skip_fraction)
         metrics = _checked_step(state, batch, out)  # advances state.step
+        if skipped is not None:
+            metrics["data_skipped"] = log.skipped
         fault_point("step", state.step)
         log.step(state.step, metrics)
         if state.step % cfg.train.checkpoint_every == 0 and state.step < stop:
@@ -342,6 +349,22 @@ def _loop(
         if state.step < stop and _agree(out_of_time or signals.received is not None):
             return checkpoint, signals.received or "max_minutes"
     return checkpoint, None
+
+
+# The fraction of bad samples is taken over at least this many samples, so a few bad files early in a run do not
+# stop it (docs/data.md#bad-data).
+MIN_SKIP_DENOMINATOR = 1000
+
+
+def check_skip_fraction(skipped: int, read: int, max_fraction: float) -> None:
+    """Stops the run (one-line ValueError) when more than `max_fraction` of the samples read were bad."""
+    total = max(read + skipped, MIN_SKIP_DENOMINATOR)
+    if skipped > max_fraction * total:
+        raise ValueError(
+            f"{skipped} bad data samples were skipped in {read + skipped} read, more than data.max_skip_fraction="
+            f"{max_fraction} (of at least {MIN_SKIP_DENOMINATOR}); fix the data (the warnings name the first ones) "
+            "or raise data.max_skip_fraction"
+        )
 
 
 def _resume(run: _Run, state: TrainState, info: DistInfo) -> tuple[dict[str, Any], float]:

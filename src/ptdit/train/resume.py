@@ -22,6 +22,7 @@ PIPELINE_FIXED = (
 # Settings that never change the numbers of a step.
 FREE = {
     "data.num_workers",
+    "data.max_skip_fraction",
     "train.log_every",
     "train.checkpoint_every",
     "train.keep_last",

@@ -5,7 +5,7 @@ Each builder is a small function of the config, so `train/loop.py` reads as phas
 
 from __future__ import annotations
 
-import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,36 +71,35 @@ def build_text_encoder(cfg: TrainConfig, model_config: Any, out_dir: Path, is_ma
 
 
 def build_dataset(cfg: TrainConfig):
-    """The training dataset named by `data.dataset`, with `data.options` (unknown options are named)."""
-    from ptdit.data import build_dataset as build_procedural
-    from ptdit.data.folders import ImageFolderDataset, VideoFolderDataset
-    from ptdit.data.procedural import DATASETS
+    """The training dataset named by `data.dataset` (a registry: `ptdit.data.registry`), with `data.path` and
+    `data.options` (unknown options are named)."""
+    from ptdit.data.registry import build_named_dataset
 
-    if cfg.data.dataset == "cache":  # encoded features (docs/data.md#feature-caches)
+    if cfg.data.dataset == "cache":  # encoded features, checked against the config (docs/data.md#feature-caches)
         from ptdit.train.features import open_cache
 
         return open_cache(cfg)
-    folders = {"image-folder": ImageFolderDataset, "video-folder": VideoFolderDataset}
-    builder = folders.get(cfg.data.dataset) or DATASETS.get(cfg.data.dataset)
-    if builder is None:
-        raise ValueError(f"unknown data.dataset {cfg.data.dataset!r}; valid names: {[*DATASETS, *folders, 'cache']}")
-    valid = sorted(set(inspect.signature(builder).parameters) - {"self", "size", "seed", "args", "kwargs"})
-    unknown = sorted(set(cfg.data.options) - set(valid))
-    if unknown:
-        raise ValueError(
-            f"unknown data.options {unknown} for dataset {cfg.data.dataset!r}; valid options: {valid or 'none'}"
-        )
-    if cfg.data.dataset in folders:
-        return builder(size=cfg.data.size, seed=cfg.data.seed, **cfg.data.options)
-    return build_procedural(cfg.data.dataset, size=cfg.data.size, seed=cfg.data.seed, **cfg.data.options)
+    return build_named_dataset(
+        cfg.data.dataset, path=cfg.data.path, size=cfg.data.size, seed=cfg.data.seed, options=cfg.data.options
+    )
 
 
 class StepBatches(torch.utils.data.Sampler):
-    """Index lists per step for this process: step s uses dataset indices [s B, (s + 1) B) (mod length)."""
+    """Index lists per step for this process: step s reads positions [s B, (s + 1) B), each position mapped to a
+    sample by `order` (default: position mod length; stored datasets pass a per-epoch shuffle)."""
 
-    def __init__(self, start_step: int, stop_step: int, global_batch: int, info: DistInfo, length: int) -> None:
+    def __init__(
+        self,
+        start_step: int,
+        stop_step: int,
+        global_batch: int,
+        info: DistInfo,
+        length: int,
+        order: Callable[[int], int] | None = None,
+    ) -> None:
         self.start, self.stop, self.global_batch = start_step, stop_step, global_batch
         self.info, self.length = info, length
+        self.order = order or (lambda position: position % length)
 
     def __len__(self) -> int:
         return max(self.stop - self.start, 0)
@@ -109,25 +108,58 @@ class StepBatches(torch.utils.data.Sampler):
         local = self.global_batch // self.info.world_size
         for step in range(self.start, self.stop):
             first = step * self.global_batch + self.info.rank * local
-            yield [(first + i) % self.length for i in range(local)]
+            yield [self.order(first + i) for i in range(local)]
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stacks pixels; keeps captions as a list and labels as a tensor."""
+    """Stacks pixels; keeps captions as a list, labels and sample indices as tensors; sums the bad samples
+    skipped."""
     batch: dict[str, Any] = {
         "pixels": torch.stack([it["pixels"] for it in items]),
         "caption": [it.get("caption", "") for it in items],
     }
     if "label" in items[0]:
         batch["label"] = torch.tensor([it["label"] for it in items])
+    if "index" in items[0]:
+        batch["index"] = torch.tensor([int(it["index"]) for it in items])  # the sample numbers the sampler asked for
+    if "skipped" in items[0]:
+        batch["skipped"] = sum(int(it["skipped"]) for it in items)
     return batch
 
 
-def build_loader(cfg: TrainConfig, dataset: Any, info: DistInfo, start_step: int, stop_step: int):
-    """Step s reads samples [s B, (s + 1) B), so the loader's position is the step itself."""
+def build_sampler(
+    cfg: TrainConfig, dataset: Any, info: DistInfo, start_step: int, stop_step: int, *, vae: Any = None
+) -> torch.utils.data.Sampler:
+    """Step s's index lists: `StepBatches` (stored datasets shuffled per epoch) or, with `data.buckets=pixart`,
+    one-bucket batches (`ptdit.data.sampling.BucketBatches`). Either way a pure function of (data.seed, s)."""
+    from ptdit.data.registry import get_entry
+    from ptdit.data.sampling import BucketBatches, EpochShuffle
+
+    # A feature cache keeps the sample order of its source: shuffled per epoch when that was stored data.
+    source = dataset.manifest["dataset"]["name"] if cfg.data.dataset == "cache" else cfg.data.dataset
+    stored = get_entry(source).files
+    if cfg.data.buckets == "none":
+        order = EpochShuffle(len(dataset), cfg.data.seed) if stored else None
+        return StepBatches(start_step, stop_step, cfg.train.batch_size, info, len(dataset), order=order)
+    if not stored or not hasattr(dataset, "media_shape"):
+        raise ValueError(
+            f"data.buckets={cfg.data.buckets} needs stored data (webdataset, parquet, folders); "
+            f"{cfg.data.dataset!r} has one size, use data.buckets=none"
+        )
+    from ptdit.train.buckets import bucket_assignment
+
+    shapes, assignment = bucket_assignment(cfg, dataset, vae, show_progress=info.is_main)
+    return BucketBatches(
+        assignment, shapes, start_step=start_step, stop_step=stop_step, global_batch=cfg.train.batch_size,
+        rank=info.rank, world_size=info.world_size, seed=cfg.data.seed,
+    )  # fmt: skip
+
+
+def build_loader(cfg: TrainConfig, dataset: Any, info: DistInfo, start_step: int, stop_step: int, *, vae: Any = None):
+    """Step s reads the samples its sampler names, so the loader's position is the step itself."""
     return torch.utils.data.DataLoader(
         dataset,
-        batch_sampler=StepBatches(start_step, stop_step, cfg.train.batch_size, info, len(dataset)),
+        batch_sampler=build_sampler(cfg, dataset, info, start_step, stop_step, vae=vae),
         num_workers=cfg.data.num_workers,
         collate_fn=getattr(dataset, "collate", collate),
     )
@@ -172,6 +204,7 @@ __all__ = [
     "build_dataset",
     "build_loader",
     "build_network",
+    "build_sampler",
     "build_state",
     "build_text_encoder",
     "check_batch",
