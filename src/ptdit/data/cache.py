@@ -11,7 +11,13 @@ A cache folder holds:
   `latent_mean` (K, C, F', Y, X), `latent_std` (absent for deterministic autoencoders), `latent_mean_flip` /
   `latent_std_flip` (caches written with --flip), `text` (sum of lengths, E): only the valid tokens of every
   caption, concatenated, with `text_length` (K,), `label` (K,) for class datasets, and `index` (K,), the source
-  dataset's sample indices. The captions are in the shard's metadata (JSON list).
+  dataset's sample indices, and `skipped` (K,), the bad samples the source skipped for each (docs/data.md#bad-data).
+  The captions are in the shard's metadata (JSON list).
+
+A cache of bucketed data (`data.buckets=pixart`) encodes each sample at its bucket's shape; its manifest's
+`buckets` records the bucket shapes (pixels and latents) and each sample's bucket (`assignment`, by source index),
+and each shard holds one bucket (`shards[k].bucket`): the buckets in order, each bucket's samples in ascending
+source index. Sample i of the cache is source sample i either way (docs/data.md#caches-of-bucketed-data).
 
 safetensors shards (not a tar of per-sample files): no pickle, a header read gives every tensor's offset, one
 file write per K samples is the unit of atomic writes and of resuming, and safetensors is already a dependency.
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import operator
 import os
 from collections import OrderedDict
 from pathlib import Path
@@ -82,6 +89,13 @@ class FeatureCache(torch.utils.data.Dataset):
         counts = [int(s["count"]) for s in self.manifest["shards"]]
         self.offsets = [sum(counts[:i]) for i in range(len(counts) + 1)]
         self.keep_shards = keep_shards
+        buckets = self.manifest.get("buckets")
+        # Bucketed: rows are grouped by bucket; row_of[i] is the row of source sample i (a stable sort by bucket).
+        self.row_of = None
+        if buckets is not None:
+            order = torch.argsort(torch.tensor(buckets["assignment"], dtype=torch.long), stable=True)
+            self.row_of = torch.empty_like(order)
+            self.row_of[order] = torch.arange(len(order))
         self._loaded: OrderedDict[int, tuple[dict[str, torch.Tensor], list[str], torch.Tensor]] = OrderedDict()
 
     def __len__(self) -> int:
@@ -103,13 +117,26 @@ class FeatureCache(torch.utils.data.Dataset):
                 self._loaded.popitem(last=False)
         return self._loaded[number]
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def buckets(self) -> tuple[list[tuple[int, int, int]], list[int]] | None:
+        """(bucket shapes (height, width, frames), bucket of each sample) of a bucketed cache, else None."""
+        buckets = self.manifest.get("buckets")
+        if buckets is None:
+            return None
+        return [tuple(int(v) for v in shape) for shape in buckets["shapes"]], list(buckets["assignment"])
+
+    def __getitem__(self, index: Any) -> dict[str, Any]:
+        if isinstance(index, (tuple, list)):  # (index, bucket shape) from a bucket sampler: the row has that shape
+            index = index[0]
+        index = operator.index(index)
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for a feature cache of {len(self)} samples")
-        number = bisect.bisect_right(self.offsets, index) - 1
+        position = index if self.row_of is None else int(self.row_of[index])
+        number = bisect.bisect_right(self.offsets, position) - 1
         tensors, captions, starts = self._shard(number)
-        row = index - self.offsets[number]
+        row = position - self.offsets[number]
         item: dict[str, Any] = {"caption": captions[row], "index": int(tensors["index"][row])}
+        if "skipped" in tensors:
+            item["skipped"] = int(tensors["skipped"][row])
         for key in ("latent_mean", "latent_std", "latent_mean_flip", "latent_std_flip"):
             if key in tensors:
                 item[key] = tensors[key][row].float()
@@ -144,6 +171,8 @@ class FeatureCache(torch.utils.data.Dataset):
             batch["context_mask"] = (torch.arange(length)[None] < lengths[:, None]).to(mask_dtype)
         if "label" in items[0]:
             batch["label"] = torch.tensor([it["label"] for it in items])
+        if "skipped" in items[0]:
+            batch["skipped"] = sum(it["skipped"] for it in items)
         return batch
 
 

@@ -113,6 +113,8 @@ def check_cache_config(cache: FeatureCache, cfg: TrainConfig) -> None:
             value = source["options"].get(key)
             checks.append((f"data.options.{key}", value, options.get(key), f"set data.options.{key}={value}"))
         checks.append(("data.seed", source["seed"], cfg.data.seed, f"set data.seed={source['seed']}"))
+    bucketed = "pixart" if m.get("buckets") else "none"
+    checks.append(("data.buckets", bucketed, cfg.data.buckets, f"set data.buckets={bucketed}"))
     for what, cached, configured, fix in checks:
         if cached != configured:
             raise _mismatch(what, cached, configured, fix)

@@ -141,14 +141,19 @@ def build_sampler(
     if cfg.data.buckets == "none":
         order = EpochShuffle(len(dataset), cfg.data.seed) if stored else None
         return StepBatches(start_step, stop_step, cfg.train.batch_size, info, len(dataset), order=order)
-    if not stored or not hasattr(dataset, "media_shape"):
+    if cfg.data.dataset == "cache":  # the raw run's buckets, as recorded (docs/data.md#caches-of-bucketed-data)
+        from ptdit.train.buckets import cached_buckets
+
+        shapes, assignment = cached_buckets(cfg, dataset, vae)
+    elif not stored or not hasattr(dataset, "media_shape"):
         raise ValueError(
             f"data.buckets={cfg.data.buckets} needs stored data (webdataset, parquet, folders); "
             f"{cfg.data.dataset!r} has one size, use data.buckets=none"
         )
-    from ptdit.train.buckets import bucket_assignment
+    else:
+        from ptdit.train.buckets import bucket_assignment
 
-    shapes, assignment = bucket_assignment(cfg, dataset, vae, show_progress=info.is_main)
+        shapes, assignment = bucket_assignment(cfg, dataset, vae, show_progress=info.is_main)
     return BucketBatches(
         assignment, shapes, start_step=start_step, stop_step=stop_step, global_batch=cfg.train.batch_size,
         rank=info.rank, world_size=info.world_size, seed=cfg.data.seed,
