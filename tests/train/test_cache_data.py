@@ -156,3 +156,25 @@ def test_a_two_stage_run_from_two_caches_as_in_the_readme_walkthrough(tmp_path, 
     wrong = ["train", "--config", str(config), "--set", "stages.huge.data.path=x", "--out", str(tmp_path / "x")]
     assert main(wrong) == 2
     assert "stages.NAME.KEY=VALUE with NAME one of ['small', 'large']" in capsys.readouterr().err
+
+
+def test_training_from_a_cache_loads_a_pretrained_text_encoder_only_when_a_prompt_needs_it(tmp_path, monkeypatch):
+    """The cache holds every training embedding and the null condition, so a run without previews never loads the
+    text encoder (a T5-XXL load takes minutes); a preview loads it once and checks its fingerprint."""
+    import ptdit.encoders as encoders
+    from tests.helpers.tiny_encoders import TINY_T5_DIM, make_tiny_t5
+
+    t5 = (f"pipeline.text_encoder={make_tiny_t5(tmp_path / 't5')}", f"model.context_dim={TINY_T5_DIM}",
+          "data.options.num_samples=8", "train.caption_dropout=0.5", "train.max_steps=2")  # fmt: skip
+    write_cache(tiny_train_config(*t5), tmp_path / "cache", CacheOptions(dtype="fp32"), show_progress=False)
+    train(tiny_train_config(*t5), tmp_path / "raw", show_progress=False)
+    real, loads = encoders.load_text_encoder, []
+    monkeypatch.setattr(encoders, "load_text_encoder", lambda *a, **k: loads.append(1) or real(*a, **k))
+    cached = (*t5, "data.dataset=cache", f"data.path={tmp_path / 'cache'}")
+    train(tiny_train_config(*cached), tmp_path / "cached", show_progress=False)
+    assert loads == [] and _losses(tmp_path / "raw") == _losses(tmp_path / "cached")
+    from ptdit.eval.previews import write_sample_grid
+
+    previews = tiny_train_config(*cached, "train.sample_every=2")
+    train(previews, tmp_path / "previews", show_progress=False, preview=write_sample_grid)
+    assert loads == [1] and _losses(tmp_path / "previews") == _losses(tmp_path / "raw")

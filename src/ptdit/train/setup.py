@@ -42,8 +42,9 @@ def build_network(cfg: TrainConfig, info: DistInfo) -> torch.nn.Module:
     return module
 
 
-def build_text_encoder(cfg: TrainConfig, model_config: Any, out_dir: Path, is_main: bool):
-    """(encoder, folder to store with checkpoints or None, pipeline dict for config.json)."""
+def build_text_encoder(cfg: TrainConfig, model_config: Any, out_dir: Path, is_main: bool, *, cache: Any = None):
+    """(encoder, folder to store with checkpoints or None, pipeline dict for config.json). Training from a feature
+    `cache`, a pretrained encoder is loaded only when a prompt needs it (`DeferredTextEncoder`)."""
     from ptdit.encoders import load_text_encoder
 
     pipeline = cfg.pipeline.to_dict()
@@ -61,7 +62,15 @@ def build_text_encoder(cfg: TrainConfig, model_config: Any, out_dir: Path, is_ma
             encoder.save(folder)
         pipeline["text_encoder"] = "text_encoder"
         return encoder, folder, pipeline
-    encoder = load_text_encoder(cfg.pipeline.text_encoder, max_length=cfg.pipeline.text_max_length)
+    if cache is not None and cache.manifest.get("text_encoder") is not None:
+        from ptdit.train.features import DeferredTextEncoder
+
+        def load() -> Any:
+            return load_text_encoder(cfg.pipeline.text_encoder, max_length=cfg.pipeline.text_max_length)
+
+        encoder = DeferredTextEncoder(load, cache)
+    else:
+        encoder = load_text_encoder(cfg.pipeline.text_encoder, max_length=cfg.pipeline.text_max_length)
     if encoder.dim != model_config.context_dim:
         raise ValueError(
             f"text encoder width {encoder.dim} != model context_dim {model_config.context_dim}; "
