@@ -194,8 +194,8 @@ def use_cache(state: Any, cache: FeatureCache) -> None:
     text = m.get("text_encoder")
     if state.conditioner.kind != "text" or text is None:
         return
-    deferred = getattr(state.text_encoder, "deferred", False)  # checked when it loads
-    if state.text_encoder is not None and not deferred and encoder_fingerprint(state.text_encoder) != text["fingerprint"]:
+    loaded = state.text_encoder is not None and not getattr(state.text_encoder, "deferred", False)  # else: on load
+    if loaded and encoder_fingerprint(state.text_encoder) != text["fingerprint"]:
         raise ValueError(
             f"the text encoder {text['name']!r} loaded now has other weights or settings than the one the feature "
             "cache was written with; write a new cache with ptdit cache"
@@ -204,5 +204,5 @@ def use_cache(state: Any, cache: FeatureCache) -> None:
     state.null_condition = state.conditioner.null(state.info.device)
 
 
-__all__ = ["DeferredTextEncoder", "aux_generator", "batch_latents", "check_cache_config", "condition_inputs", "flip_rows", "open_cache",
-           "use_cache"]  # fmt: skip
+__all__ = ["DeferredTextEncoder", "aux_generator", "batch_latents", "check_cache_config", "condition_inputs",
+           "flip_rows", "open_cache", "use_cache"]  # fmt: skip
