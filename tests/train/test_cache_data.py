@@ -178,3 +178,19 @@ def test_training_from_a_cache_loads_a_pretrained_text_encoder_only_when_a_promp
     previews = tiny_train_config(*cached, "train.sample_every=2")
     train(previews, tmp_path / "previews", show_progress=False, preview=write_sample_grid)
     assert loads == [1] and _losses(tmp_path / "previews") == _losses(tmp_path / "raw")
+
+
+def test_a_cache_reads_the_same_items_after_pickling_and_with_loader_workers(bucketed):
+    """Open shards stay in their process: a pickled cache (a spawned DataLoader worker) reopens them."""
+    import pickle
+
+    cache = FeatureCache(bucketed[2])
+    items = [cache[i] for i in (7, 0, 23, 7)]
+    again = pickle.loads(pickle.dumps(cache))
+    assert not again._open and len(cache._open) > 0
+    for i, item in zip((7, 0, 23, 7), items, strict=True):
+        other = again[i]
+        assert other["caption"] == item["caption"] and torch.equal(other["text"], item["text"])
+        assert torch.equal(other["latent_mean"], item["latent_mean"])
+    loader = torch.utils.data.DataLoader(cache, batch_size=None, num_workers=2, sampler=[3, 4])
+    assert [item["index"] for item in loader] == [3, 4]
