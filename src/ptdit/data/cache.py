@@ -114,7 +114,7 @@ class FeatureCache(torch.utils.data.Dataset):
     `collate` pads the text to the cache's max length and turns the lengths into the mask.
     """
 
-    def __init__(self, root: str | os.PathLike[str], *, keep_shards: int = 64) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, keep_shards: int = 256) -> None:
         self.root = Path(root)
         self.manifest = read_manifest(self.root)
         counts = [int(s["count"]) for s in self.manifest["shards"]]
