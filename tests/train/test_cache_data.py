@@ -79,9 +79,14 @@ def test_training_from_a_bucketed_fp32_cache_equals_the_raw_bucketed_run_and_res
         steps = [list(build_sampler(c, build_dataset(c), info, 0, 8)) for c in (raw, cached)]
     assert steps[0] == steps[1]  # the same samples at the same shapes at every step
     _quiet_train(raw, tmp_path / "raw")
-    _quiet_train(cached, tmp_path / "straight")
+    straight = _quiet_train(cached, tmp_path / "straight")
     _quiet_train(cached, tmp_path / "resumed", stop_at=2)
-    _quiet_train(cached, tmp_path / "resumed", resume=True)
+    resumed = _quiet_train(cached, tmp_path / "resumed", resume=True)
+    from ptdit.io import load_safetensors
+
+    for name in ("model.safetensors", "ema.safetensors"):
+        a, b = load_safetensors(straight.checkpoint / name), load_safetensors(resumed.checkpoint / name)
+        assert all(torch.equal(a[k], b[k]) for k in a)
     a, b, c = (_records(tmp_path / n) for n in ("raw", "straight", "resumed"))
     assert [r["loss"] for r in a] == [r["loss"] for r in b] == [r["loss"] for r in c] and len(a) == 4
     assert a[-1]["data_skipped"] == b[-1]["data_skipped"] == c[-1]["data_skipped"] >= 1  # sample 5, read as raw
