@@ -58,7 +58,14 @@ def efficiency_profile(
     if name not in ("cpu", "gpu"):
         raise ValueError(f"unknown efficiency profile {name!r}; choose 'cpu' or 'gpu'")
     if quick:
-        tiny = {"eval_prompts": 7, "fd_samples": 8, "fd_real": 32, "sampling_steps": 2, "batch_size": 4}
+        tiny = {
+            "eval_prompts": 7,
+            "fd_samples": 8,
+            "fd_real": 32,
+            "sampling_steps": 2,
+            "batch_size": 4,
+            "device": "cuda" if name == "gpu" else "cpu",
+        }
         scales = [
             Scale("256-tokens", 32, 2, _profile(32, 1, 2, 4, 2, **tiny)),
             Scale("1024-tokens", 64, 2, _profile(16, 1, 1, 4, 2, **tiny)),

@@ -112,6 +112,13 @@ def _paper_scatter(rows: list[dict[str, Any]]):
     return draw
 
 
+VARIANT_COLUMNS = (
+    ("paper FID", "paper_fid"), ("shapes-FD", "shapes_fd"), ("oracle", "oracle"), ("final loss", "final_loss"),
+    ("grid artefact", "grid_artefact"), ("vs real", "grid_artefact_rel"), ("params", "parameters"),
+    ("train MAC", "train_macs"), ("train s", "train_seconds"),
+)  # fmt: skip
+
+
 def write_ablation_report(out: Path, summary: dict[str, Any]) -> Path:
     """OUT/ablations.json, OUT/plots/*.png and OUT/report.html of the ablation study."""
     rows = summary["variants"]
@@ -125,64 +132,32 @@ def write_ablation_report(out: Path, summary: dict[str, Any]) -> Path:
         ),
         save_plot(plots / "paper_vs_ours.png", _paper_scatter(rows), size=(6, 5)),
     ]
-    headers = [
-        "variant",
-        "paper FID",
-        "shapes-FD",
-        "oracle",
-        "final loss",
-        "grid artefact",
-        "vs real",
-        "params",
-        "train GMAC",
-        "train s",
-    ]
-    variant_rows = [
-        [
-            r["label"],
-            r["paper_fid"],
-            r["shapes_fd"],
-            r["oracle"],
-            r["final_loss"],
-            r["grid_artefact"],
-            r["grid_artefact_rel"],
-            r["parameters"],
-            r["train_macs"] / 1e9,
-            r["train_seconds"],
-        ]
-        for r in rows
-    ]
+    note = f"Profile: {json.dumps(summary['profile'])}. Paper values: Table 2 of the paper (FID-50K)."
+    sections = [*_ablation_tables(summary), ("Plots", "".join(_img(p) for p in pngs))]
+    return write_page(out / "report.html", "PT-DiT ablations in miniature (Table 2)", sections, note)
+
+
+def _ablation_tables(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = summary["variants"]
+    variant_rows = [[r["label"], *[r.get(key) for _, key in VARIANT_COLUMNS]] for r in rows]
     categories = sorted({c for r in rows for c in r["oracle_categories"]})
     category_rows = [[r["label"], *[r["oracle_categories"].get(c) for c in categories]] for r in rows]
     corr = summary["rank_correlation"]
     corr_rows = [[scope, c["variants"], c["shapes_fd"], c["oracle"], c["final_loss"]] for scope, c in corr.items()]
     claim_rows = [
-        [
-            c["claim"],
-            (c["shapes_fd"] or {}).get("holds"),
-            (c["shapes_fd"] or {}).get("clear"),
-            (c["oracle"] or {}).get("holds"),
-            (c["oracle"] or {}).get("clear"),
-        ]
+        [c["claim"], *[(c[m] or {}).get(k) for m in ("shapes_fd", "oracle") for k in ("holds", "clear")]]
         for c in summary["claims"]
     ]
     real = summary.get("real_grid_artefact", {})
-    sections = [
-        ("Variants (mean ± std over seeds)", table(headers, variant_rows)),
+    claim_headers = ["claim", "holds (FD)", "clear (FD)", "holds (oracle)", "clear (oracle)"]
+    return [
+        ("Variants (mean ± std over seeds)", table(["variant", *[h for h, _ in VARIANT_COLUMNS]], variant_rows)),
         ("Oracle accuracy per category", table(["variant", *categories], category_rows)),
-        (
-            "Rank correlation with the paper (Spearman)",
-            table(["scope", "variants", "shapes-FD", "oracle", "loss"], corr_rows),
-        ),
-        (
-            "The paper's conclusions in miniature",
-            table(["claim", "holds (FD)", "clear (FD)", "holds (oracle)", "clear (oracle)"], claim_rows),
-        ),
+        ("Rank correlation with the paper (Spearman)", table(["scope", "variants", "shapes-FD", "oracle", "loss"],
+                                                             corr_rows)),
+        ("The paper's conclusions in miniature", table(claim_headers, claim_rows)),
         ("Grid-artefact ratio of real images", table(["window", "ratio"], [[k, v] for k, v in real.items()])),
-        ("Plots", "".join(_img(p) for p in pngs)),
-    ]
-    note = f"Profile: {json.dumps(summary['profile'])}. Paper values: Table 2 of the paper (FID-50K)."
-    return write_page(out / "report.html", "PT-DiT ablations in miniature (Table 2)", sections, note)
+    ]  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------

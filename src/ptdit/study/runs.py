@@ -68,7 +68,7 @@ def train_config(model: dict[str, Any], profile: Profile, seed: int, *, size: in
         max_steps=profile.steps,
         max_minutes=None,
         seed=seed,
-        log_every=10,
+        log_every=math.gcd(10, profile.eval_every) if profile.eval_every else 10,
         checkpoint_every=max(profile.steps, 1),
         keep_last=1,
         num_sample_prompts=4,
@@ -145,9 +145,9 @@ def run_once(
     folder.mkdir(parents=True, exist_ok=True)
     points: list[dict[str, Any]] = []
     evaluate_fn = _curve_evaluator(cfg, profile, points) if curve and profile.eval_every else None
-    start = time.perf_counter()
     result = train(cfg, folder / "train", show_progress=False, evaluate=evaluate_fn)
-    seconds = time.perf_counter() - start - sum(p["eval_seconds"] for p in points)
+    seconds = result.train_seconds - sum(p["eval_seconds"] for p in points)  # the loop's clock, setup excluded
+    points = _training_seconds(points, folder / "train" / "metrics.jsonl")
     pipe = GenerationPipeline.from_checkpoint(result.checkpoint)
     evaluation = evaluate(pipe, cfg, profile)
     pixels = evaluation.pop("pixels")
@@ -181,23 +181,31 @@ def _final_point(record: dict[str, Any], per_step: float) -> dict[str, Any]:
 
 
 def _curve_evaluator(cfg: Any, profile: Profile, points: list[dict[str, Any]]) -> Callable:
-    """The training loop's `evaluate` callback for quality curves: appends a point per evaluation, with the
-    training seconds so far (wall-clock since the start minus the evaluations before)."""
+    """The training loop's `evaluate` callback for quality curves: appends a point per evaluation."""
     from ptdit.eval.previews import ema_pipeline
-
-    start = time.perf_counter()
 
     def evaluate_now(state: Any, pipeline: dict[str, Any]) -> dict[str, float]:
         began = time.perf_counter()
         evaluation = evaluate(ema_pipeline(state, pipeline), cfg, profile)
         evaluation.pop("pixels")
-        spent = sum(p["eval_seconds"] for p in points)
-        point = {"step": state.step, "train_seconds": round(began - start - spent, 2), **evaluation}
-        point["eval_seconds"] = round(time.perf_counter() - began, 2)
+        point = {"step": state.step, **evaluation, "eval_seconds": round(time.perf_counter() - began, 2)}
         points.append(point)
-        return {"eval/oracle_overall": point["oracle"], "eval/shapes_fd": point["shapes_fd"] or math.nan}
+        return {"eval/oracle_overall": point["oracle"], "eval/shapes_fd": point["shapes_fd"]}
 
     return evaluate_now
+
+
+def _training_seconds(points: list[dict[str, Any]], metrics: Path) -> list[dict[str, Any]]:
+    """Adds each point's training seconds: the loop's `elapsed_seconds` logged at its step (the log record comes
+    before that step's evaluation) minus the evaluations before it."""
+    from ptdit.train.artifacts import read_metrics
+
+    elapsed = {r["step"]: r["elapsed_seconds"] for r in read_metrics(metrics) if "elapsed_seconds" in r}
+    out, spent = [], 0.0
+    for point in points:
+        out.append({**point, "train_seconds": round(elapsed[point["step"]] - spent, 2)})
+        spent += point["eval_seconds"]
+    return out
 
 
 def _jsonable(value: Any) -> Any:
