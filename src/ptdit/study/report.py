@@ -236,14 +236,21 @@ RATIO_KEYS = ("macs_per_step", "seconds_per_step", "macs_to_reach", "fd_at_macs"
 
 
 def _layer_plot(rows: list[dict[str, Any]], keys: list[tuple[str, str]], ylabel: str, title: str):
+    """One colour per quantity, one line per timestep (lighter = less noise)."""
+
     def draw(plt) -> None:
-        for timestep in sorted({r["timestep"] for r in rows}):
-            chosen = sorted((r for r in rows if r["timestep"] == timestep), key=lambda r: r["layer"])
-            for key, style in keys:
-                plt.plot([r["layer"] for r in chosen], [r[key] for r in chosen], style, label=f"{key}, t={timestep:g}")
+        timesteps = sorted({r["timestep"] for r in rows})
+        for k, (key, style) in enumerate(keys):
+            for i, timestep in enumerate(timesteps):
+                chosen = sorted((r for r in rows if r["timestep"] == timestep), key=lambda r: r["layer"])
+                alpha = 0.3 + 0.7 * (i + 1) / len(timesteps)
+                label = key if i == len(timesteps) - 1 else None
+                plt.plot([r["layer"] for r in chosen], [r.get(key) for r in chosen], style, color=f"C{k}",
+                         alpha=alpha, label=label)  # fmt: skip
         plt.xlabel("layer")
+        plt.xticks(sorted({r["layer"] for r in rows}))
         plt.ylabel(ylabel)
-        plt.title(title)
+        plt.title(f"{title}; t = {', '.join(f'{t:g}' for t in timesteps)} (lighter = smaller t)", fontsize=9)
         plt.legend(fontsize=7)
 
     return draw

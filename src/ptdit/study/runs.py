@@ -149,6 +149,9 @@ def run_once(
     seconds = result.train_seconds - sum(p["eval_seconds"] for p in points)  # the loop's clock, setup excluded
     points = _training_seconds(points, folder / "train" / "metrics.jsonl")
     pipe = GenerationPipeline.from_checkpoint(result.checkpoint)
+    # Sampling noise has its own seeds; this makes the draws from the global generator (random proxies)
+    # reproducible too, whatever ran before in the process.
+    torch.manual_seed(cfg.train.seed)
     evaluation = evaluate(pipe, cfg, profile)
     pixels = evaluation.pop("pixels")
     record = {
