@@ -72,3 +72,14 @@ def test_study_cli_is_registered(capsys):
         main(["study", "--help"])
     assert "ablations" in capsys.readouterr().out
     assert main(["study", "ablations", "--quick", "--variant", "nope", "--out", "/nonexistent/x"]) == 2
+
+
+@pytest.mark.slow
+def test_ablations_quick_cli_with_two_seeds(tmp_path, capsys):
+    """The full quick mode through the command line: 10 variants x 2 seeds, spread over 2 seeds."""
+    from ptdit.cli.main import main
+
+    assert main(["study", "ablations", "--quick", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "ablations.json").read_text())
+    assert all(row["shapes_fd"]["n"] == 2 for row in data["variants"])
+    assert "Spearman" in capsys.readouterr().out
