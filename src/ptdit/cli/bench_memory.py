@@ -1,0 +1,164 @@
+"""`ptdit bench memory`: peak memory of one training step per model, size and frame count, estimated on fake
+tensors (nothing is allocated), with and without activation checkpointing; growth with the token count."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Any
+
+
+def estimate_rows(args: argparse.Namespace, names: list[str]) -> list[dict[str, Any]]:
+    """One row per (frames, resolution, model, checkpointing): the estimate plus the step's analytic MACs."""
+    from tqdm import tqdm
+
+    from ptdit.bench.harness import BenchSettings, bench_config
+    from ptdit.bench.memory import MemorySettings, estimate_training_memory
+    from ptdit.eval.flops import analytic_macs, model_window, token_grid
+
+    modes = [args.checkpointing] if args.checkpointing is not None else [False, True]
+    jobs = [(f, r, n, c) for f in args.frames for r in args.resolution for n in names for c in modes]
+    window = tuple(args.window) if args.window else None
+    overrides = BenchSettings(resolution=1, depth=args.depth, width=args.width, heads=args.heads)
+    rows = []
+    for frames, resolution, name, ckpt in tqdm(jobs, desc="memory", unit="run", disable=not sys.stderr.isatty()):
+        config = bench_config(name, overrides)
+        settings = MemorySettings(
+            resolution=resolution, frames=frames, batch=args.batch, precision=args.precision,
+            checkpointing=ckpt, foreach=args.foreach, text_tokens=args.text_tokens, window=window,
+        )  # fmt: skip
+        row = estimate_training_memory(name, config, settings).to_dict()
+        grid = token_grid(resolution, frames, patch_size=config.patch_size)
+        win = model_window(config, resolution, frames, window)
+        macs = analytic_macs(config, grid, window=win, batch=args.batch, text_tokens=args.text_tokens)
+        # Checkpointing runs each block's forward again in the backward pass.
+        row["gmac_step"] = (macs.forward_backward() + (macs.forward if ckpt else 0)) / 1e9
+        row["fits"] = row["peak_gib"] <= args.budget
+        rows.append(row)
+    return rows
+
+
+def series_key(row: dict[str, Any], rows: list[dict[str, Any]]) -> tuple[str, bool, str]:
+    """(model, checkpointing, what stays fixed): a series runs over resolutions, or over frames when the rows
+    have one resolution and several frame counts."""
+    over_frames = len({r["resolution"] for r in rows}) == 1 and len({r["frames"] for r in rows}) > 1
+    fixed = f"{row['resolution']} px" if over_frames else f"{row['frames']} frames"
+    return row["model"], row["checkpointing"], fixed
+
+
+def growth(rows: list[dict[str, Any]], key: str) -> dict[tuple[str, bool, str], dict[str, float]]:
+    """Fitted exponent k of `key` ~ tokens^k per series (`series_key`; least squares in log-log), and the local
+    exponent between the two largest sizes."""
+    groups: dict[tuple[str, bool, str], list[tuple[float, float]]] = {}
+    for r in rows:
+        groups.setdefault(series_key(r, rows), []).append((r["tokens"], r[key]))
+    out = {}
+    for group, pts in groups.items():
+        pts = sorted(set(pts))
+        if len(pts) < 2:
+            continue
+        xs, ys = [math.log(x) for x, _ in pts], [math.log(max(y, 1e-30)) for _, y in pts]
+        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+        fit = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+        out[group] = {"fit": fit, "last": (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])}
+    return out
+
+
+def _gib(value: int) -> str:
+    return f"{value / 2**30:.2f}"
+
+
+def print_memory_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    r0 = rows[0]
+    print(
+        f"peak memory of one training step (estimated on fake tensors), {r0['precision']}, batch {r0['batch']}, "
+        f"AdamW {'multi-tensor' if r0['foreach'] else 'per-tensor'}, EMA; GiB = 2^30 bytes; fits = peak <= "
+        f"{args.budget:g} GiB"
+    )
+    header = (
+        f"{'res':>5} {'frames':>6} {'tokens':>6} {'model':<18} {'ckpt':<4} {'params':>7} {'state':>6} "
+        f"{'saved act':>9} {'peak':>7} {'at':<14} {'TMAC step':>9} {'fits':<4}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        state = r["weight_bytes"] + r["gradient_bytes"] + r["optimizer_bytes"] + r["ema_bytes"]
+        print(
+            f"{r['resolution']:>5} {r['frames']:>6} {r['tokens']:>6} {r['model']:<18} "
+            f"{'yes' if r['checkpointing'] else 'no':<4} {r['parameters'] / 1e9:>6.3f}B {_gib(state):>6} "
+            f"{_gib(r['saved_activation_bytes']):>9} {_gib(r['peak_bytes']):>7} {r['peak_phase']:<14} "
+            f"{r['gmac_step'] / 1e3:>9.1f} {'yes' if r['fits'] else 'NO':<4}"
+        )
+    print(
+        "\nstate: fp32 weights + gradients + AdamW (2 states) + EMA; saved act: what the forward pass leaves alive "
+        "for the backward (bf16 weight copies included under autocast); peak: maximum of live tensor bytes over "
+        "two steps; at: the phase of the peak; TMAC step: forward + backward (+ the recomputed forward when "
+        "checkpointing)"
+    )
+    exponents = {k: growth(rows, k) for k in ("peak_bytes", "saved_activation_bytes", "gmac_step")}
+    if exponents["peak_bytes"]:
+        print("\ngrowth with the token count (exponent k of tokens^k: least-squares fit / between the two largest)")
+        for (name, ckpt, fixed), peak in exponents["peak_bytes"].items():
+            act = exponents["saved_activation_bytes"][(name, ckpt, fixed)]
+            macs = exponents["gmac_step"][(name, ckpt, fixed)]
+            print(
+                f"  {name:<18} ckpt {'yes' if ckpt else 'no ':<3} {fixed:>10}: peak {peak['fit']:.2f} / "
+                f"{peak['last']:.2f}, saved activations {act['fit']:.2f} / {act['last']:.2f}, step MACs "
+                f"{macs['fit']:.2f} / {macs['last']:.2f}"
+            )
+
+
+def write_memory_plot(rows: list[dict[str, Any]], path: str, budget: float) -> None:
+    """Log-log PNG of the estimated peak (GiB) against tokens, one line per (model, checkpointing, frames)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: never needs a display
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for name, ckpt, fixed in dict.fromkeys(series_key(r, rows) for r in rows):
+        pts = sorted((r["tokens"], r["peak_bytes"] / 2**30) for r in rows if series_key(r, rows) == (name, ckpt, fixed))
+        label = f"{name}{', checkpointing' if ckpt else ''}, {fixed}"
+        ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", linestyle="--" if ckpt else "-", label=label)
+    ax.axhline(budget, color="grey", linewidth=1)
+    ax.text(ax.get_xlim()[0], budget * 1.05, f"{budget:g} GiB", color="grey", fontsize=8)
+    ax.set(xscale="log", yscale="log", xlabel="tokens", ylabel="peak training-step memory, GiB")
+    ax.set_title(f"Estimated peak memory of one training step ({rows[0]['precision']}, batch {rows[0]['batch']})")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    from ptdit.io import atomic_file
+
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+
+
+def run_memory(args: argparse.Namespace) -> int:
+    from ptdit.cli.bench import MEMORY_MODELS
+    from ptdit.presets.models import MODEL_PRESETS
+
+    names = args.model if args.model_given else list(MEMORY_MODELS)
+    unknown = [m for m in names if m not in MODEL_PRESETS]
+    if unknown:
+        raise ValueError(
+            f"bench memory takes presets only, not {', '.join(unknown)}; available: {', '.join(MODEL_PRESETS)}"
+        )
+    if args.budget <= 0:
+        raise ValueError(f"--budget must be positive (GiB), got {args.budget}")
+    plot = None
+    if args.plot:
+        from ptdit.cli.flops import plot_path
+
+        plot = str(plot_path(args.plot, args.overwrite))
+    rows = estimate_rows(args, names)
+    if plot:
+        write_memory_plot(rows, plot, args.budget)
+        print(f"wrote {plot}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print_memory_table(rows, args)
+    return 0
