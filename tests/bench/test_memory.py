@@ -102,9 +102,9 @@ def test_bench_memory_cli_json_table_and_plot(capsys, tmp_path):
         assert r["peak_bytes"] >= r["weight_bytes"] + r["optimizer_bytes"] + r["ema_bytes"]
         assert r["gmac_step"] > 0
     plot = tmp_path / "memory.png"
-    assert main([*base, "--resolution", "64", "128", "--budget", "1e-6", "--plot", str(plot)]) == 0
+    assert main([*base, "--resolution", "64", "128", "--budget", "1e-6", "--plot", str(plot), "--measure"]) == 0
     out = capsys.readouterr().out
-    assert "NO" in out and "growth with the token count" in out
+    assert "NO" in out and "growth with the token count" in out and "estimate / allocator" in out
     assert plot.read_bytes()[:4] == b"\x89PNG"
 
 
@@ -116,3 +116,16 @@ def test_bench_memory_bad_input(capsys, args, message):
     assert main(["bench", "memory", "--resolution", "64", *args]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_vae_encode_estimate_counts_the_released_vae():
+    from ptdit.bench.memory import estimate_vae_encode_memory, vae_encode_frames
+    from ptdit.encoders.causalvae.config import CausalVAEConfig
+    from ptdit.encoders.causalvae.model import CausalVAEModel
+
+    assert [vae_encode_frames(f) for f in (1, 96, 288, 289)] == [1, 97, 289, 289]
+    with torch.device("meta"):
+        parameters = sum(p.numel() for p in CausalVAEModel(CausalVAEConfig()).parameters())
+    vae = estimate_vae_encode_memory(64)
+    assert vae["vae_weight_bytes"] == 2 * parameters  # bf16
+    assert vae["vae_encode_peak_bytes"] > vae["vae_weight_bytes"] + 3 * 64 * 64 * 4  # weights, pixels, activations

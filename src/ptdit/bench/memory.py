@@ -316,6 +316,39 @@ def _estimate(name, config, settings, trainer, tracker, window, saved) -> Memory
     )
 
 
+def vae_encode_frames(frames: int) -> int:
+    """Pixel frames the causal VAE encodes for a clip quoted as `frames` (it needs 1 + 4k: 288 -> 289)."""
+    return 1 if frames == 1 else 1 + -(-(frames - 1) // 4) * 4
+
+
+def estimate_vae_encode_memory(resolution: int, frames: int = 1, *, dtype: str = "bf16") -> dict[str, int]:
+    """Peak live bytes of the trainer's per-step latent encoding with the released CausalVAE (tiled, as its
+    config), on fake tensors: VAE weights in `dtype`, the fp32 pixel batch of one sample, the encoder's
+    activations (no_grad) and the latents. This happens before the network's forward pass, so it adds to the
+    training state, not to the activations."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from ptdit.encoders.causalvae.adapter import CausalVAE
+    from ptdit.encoders.causalvae.config import CausalVAEConfig
+    from ptdit.encoders.causalvae.model import CausalVAEModel
+
+    previous = torch.get_default_dtype()
+    with FakeTensorMode():
+        torch.set_default_dtype({"bf16": torch.bfloat16, "fp32": torch.float32}[dtype])
+        try:
+            vae = CausalVAE(CausalVAEModel(CausalVAEConfig()))
+        finally:
+            torch.set_default_dtype(previous)
+        tracker = LiveBytes()
+        for tensor in (*vae.parameters(), *vae.buffers()):
+            tracker.track(tensor, "weights")
+        pixels = torch.randn(1, 3, vae_encode_frames(frames), resolution, resolution)
+        tracker.track(pixels, "inputs")
+        with tracker:
+            vae.encode(pixels)
+    return {"vae_weight_bytes": tracker.live["weights"], "vae_encode_peak_bytes": tracker.peak}
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Measurement (validation at small sizes)
 # ----------------------------------------------------------------------------------------------------------------
@@ -331,28 +364,37 @@ def _allocator_peak(trace: Path) -> int:
     return max(e["Total Allocated"] for e in events) - baseline
 
 
-def measure_training_memory(config: ModelConfig, settings: MemorySettings, *, seed: int = 0) -> dict[str, float]:
-    """Runs the estimated steps for real on the CPU (build, two steps) and returns the peak bytes the CPU
-    allocator held (torch's profiler counter; everything torch allocates, kernel workspaces included) and the
-    peak resident-set growth in bytes (`PeakMemory`; None when unavailable)."""
+def _real_steps(config: ModelConfig, settings: MemorySettings, seed: int) -> None:
+    torch.manual_seed(seed)
+    trainer = _build_trainer(config, settings)
+    x, kwargs, _ = _model_inputs(config, settings)
+    for step in range(2):
+        trainer.step(x, kwargs, step, lambda: None)
+
+
+def measure_training_memory(config: ModelConfig, settings: MemorySettings, *, seed: int = 0) -> dict[str, Any]:
+    """Runs the estimated steps for real on the CPU (build, two steps) twice and returns
+    * `allocator_peak_bytes`: the peak bytes torch's CPU allocator held (the profiler's counter: every
+      allocation torch makes, kernel workspaces included), the figure the estimate is checked against;
+    * `rss_peak_bytes`: the peak resident-set growth of a second run without the profiler (`PeakMemory`: also
+      counts freed heap pages that malloc keeps, libraries' buffers and page granularity; None off Linux).
+    """
     from torch.profiler import ProfilerActivity, profile
 
     from ptdit.bench.timing import PeakMemory
 
-    torch.manual_seed(seed)
-    rss = PeakMemory("cpu")
-    rss.start()
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        trainer = _build_trainer(config, settings)
-        x, kwargs, _ = _model_inputs(config, settings)
-        for step in range(2):
-            trainer.step(x, kwargs, step, lambda: None)
-    rss_mib = rss.stop()
+        _real_steps(config, settings, seed)
     with tempfile.TemporaryDirectory() as tmp:
         trace = Path(tmp) / "trace.json"
         prof.export_chrome_trace(str(trace))
         allocated = _allocator_peak(trace)
-    return {"allocator_peak_bytes": allocated, "rss_peak_bytes": None if rss_mib is None else rss_mib * 2**20}
+    del prof
+    rss = PeakMemory("cpu")
+    rss.start()
+    _real_steps(config, settings, seed)
+    rss_mib = rss.stop()
+    return {"allocator_peak_bytes": allocated, "rss_peak_bytes": None if rss_mib is None else int(rss_mib * 2**20)}
 
 
 __all__ = [
@@ -361,5 +403,6 @@ __all__ = [
     "MemoryEstimate",
     "MemorySettings",
     "estimate_training_memory",
+    "estimate_vae_encode_memory",
     "measure_training_memory",
 ]

@@ -62,6 +62,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--window", nargs=3, type=int, metavar=("PF", "PH", "PW"), help="PT-DiT window (default: paper's)")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--text-tokens", type=int, default=120, help="caption length of text-conditional models")
+    _timing_arguments(p)
+    _memory_arguments(p)
+    p.add_argument("--json", action="store_true", help="print a JSON list, one object per (model, resolution, frames)")
+    p.set_defaults(func=run)
+
+
+def _timing_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=3, help="timed calls per measurement (median)")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls per model before timing (at least 1 is run)")
     p.add_argument("--forward-only", action="store_true", help="skip the training step")
@@ -77,9 +84,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="instead of whole models, time window vs shifted-window attention (fast split path vs all-masked "
         "reference) at the first model's width",
     )
-    _memory_arguments(p)
-    p.add_argument("--json", action="store_true", help="print a JSON list, one object per (model, resolution, frames)")
-    p.set_defaults(func=run)
 
 
 def _memory_arguments(p: argparse.ArgumentParser) -> None:
@@ -101,6 +105,17 @@ def _memory_arguments(p: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="AdamW's multi-tensor update, torch's default on CUDA (default: on); --no-foreach: CPU's per-tensor loop",
+    )
+    g.add_argument(
+        "--measure",
+        action="store_true",
+        help="also run the steps for real on the CPU and report the allocator's and the resident-set peaks next to "
+        "the estimate (small sizes only)",
+    )
+    g.add_argument(
+        "--vae",
+        action="store_true",
+        help="also estimate the per-step latent encoding with the released CausalVAE (tiled, bf16) at each size",
     )
     g.add_argument("--budget", type=float, default=64.0, help="accelerator memory in GiB for the 'fits' column")
     g.add_argument("--plot", help="write a log-log plot of peak memory against tokens (.png/.svg/.pdf or a folder)")

@@ -15,7 +15,7 @@ def estimate_rows(args: argparse.Namespace, names: list[str]) -> list[dict[str, 
     from tqdm import tqdm
 
     from ptdit.bench.harness import BenchSettings, bench_config
-    from ptdit.bench.memory import MemorySettings, estimate_training_memory
+    from ptdit.bench.memory import MemorySettings, estimate_training_memory, measure_training_memory
     from ptdit.eval.flops import analytic_macs, model_window, token_grid
 
     modes = [args.checkpointing] if args.checkpointing is not None else [False, True]
@@ -36,6 +36,10 @@ def estimate_rows(args: argparse.Namespace, names: list[str]) -> list[dict[str, 
         # Checkpointing runs each block's forward again in the backward pass.
         row["gmac_step"] = (macs.forward_backward() + (macs.forward if ckpt else 0)) / 1e9
         row["fits"] = row["peak_gib"] <= args.budget
+        if args.measure:  # the same steps for real, on the CPU: small sizes only
+            measured = measure_training_memory(config, settings)
+            row.update({f"measured_{k}": v for k, v in measured.items()})
+            row["estimate_over_measured"] = row["peak_bytes"] / measured["allocator_peak_bytes"]
         rows.append(row)
     return rows
 
@@ -70,6 +74,21 @@ def _gib(value: int) -> str:
     return f"{value / 2**30:.2f}"
 
 
+def _print_measured(rows: list[dict[str, Any]]) -> None:
+    """The validation columns of --measure: the CPU allocator's and the resident-set peaks against the estimate."""
+    print(
+        f"{'res':>5} {'frames':>6} {'tokens':>6} {'model':<18} {'ckpt':<4} {'measured: allocator MiB':>24} "
+        f"{'RSS MiB':>8} {'estimate MiB':>12} {'estimate / allocator':>20}"
+    )
+    for r in rows:
+        rss = "-" if r["measured_rss_peak_bytes"] is None else f"{r['measured_rss_peak_bytes'] / 2**20:.1f}"
+        print(
+            f"{r['resolution']:>5} {r['frames']:>6} {r['tokens']:>6} {r['model']:<18} "
+            f"{'yes' if r['checkpointing'] else 'no':<4} {r['measured_allocator_peak_bytes'] / 2**20:>24.2f} "
+            f"{rss:>8} {r['peak_bytes'] / 2**20:>12.2f} {r['estimate_over_measured']:>20.4f}"
+        )
+
+
 def print_memory_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     r0 = rows[0]
     print(
@@ -97,6 +116,9 @@ def print_memory_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> 
         "two steps; at: the phase of the peak; TMAC step: forward + backward (+ the recomputed forward when "
         "checkpointing)"
     )
+    if "estimate_over_measured" in r0:
+        print()
+        _print_measured(rows)
     exponents = {k: growth(rows, k) for k in ("peak_bytes", "saved_activation_bytes", "gmac_step")}
     if exponents["peak_bytes"]:
         print("\ngrowth with the token count (exponent k of tokens^k: least-squares fit / between the two largest)")
@@ -154,11 +176,31 @@ def run_memory(args: argparse.Namespace) -> int:
 
         plot = str(plot_path(args.plot, args.overwrite))
     rows = estimate_rows(args, names)
+    vae = vae_rows(args) if args.vae else []
     if plot:
         write_memory_plot(rows, plot, args.budget)
         print(f"wrote {plot}", file=sys.stderr)
     if args.json:
-        print(json.dumps(rows, indent=2))
-    else:
-        print_memory_table(rows, args)
+        print(json.dumps(rows + vae, indent=2))
+        return 0
+    print_memory_table(rows, args)
+    for v in vae:
+        clip = f" x {v['pixel_frames']} frames" if v["frames"] > 1 else ""
+        print(
+            f"\nVAE encoding (released CausalVAE, tiled, bf16 weights {_gib(v['vae_weight_bytes'])} GiB) of one "
+            f"{v['resolution']} px{clip} sample: peak "
+            f"{_gib(v['vae_encode_peak_bytes'])} GiB, before the forward pass (adds to the training state only)"
+        )
     return 0
+
+
+def vae_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The per-step latent encoding's peak for each (resolution, frames) of the run."""
+    from ptdit.bench.memory import estimate_vae_encode_memory, vae_encode_frames
+
+    return [
+        {"what": "vae_encode", "resolution": r, "frames": f, "pixel_frames": vae_encode_frames(f)}
+        | estimate_vae_encode_memory(r, f)
+        for f in args.frames
+        for r in args.resolution
+    ]
