@@ -167,3 +167,14 @@ def test_report_has_spread_and_share_of_the_matmul_rate():
         assert r["matmul_gflops_per_s"] > 0
         assert r["forward_share_of_matmul"] == pytest.approx(r["forward_gflops_per_s"] / r["matmul_gflops_per_s"])
         assert r["train_share_of_matmul"] == pytest.approx(r["train_gflops_per_s"] / r["matmul_gflops_per_s"])
+
+
+def test_profile_lists_operators_by_self_time(capsys):
+    args = ["bench", "--model", "PT-DiT/Tiny", "--resolution", "64", *TINY, "--profile", "4", "--json"]
+    assert main(args) == 0
+    (report,) = json.loads(capsys.readouterr().out)
+    ops = report["ops"]
+    assert len(ops) == 4 and report["forward_ms"] > 0
+    assert [o["self_ms"] for o in ops] == sorted((o["self_ms"] for o in ops), reverse=True)
+    assert all(0 < o["share"] <= 1 and o["calls"] >= 1 for o in ops)
+    assert any("mm" in o["op"] or "attention" in o["op"] for o in ops)  # the matmuls are among the top operators

@@ -455,6 +455,40 @@ def replace_settings(settings: BenchSettings, **changes: Any) -> BenchSettings:
     return dataclasses.replace(settings, **changes)
 
 
+def profile_forward(name: str, settings: BenchSettings, *, top: int = 15) -> dict[str, Any]:
+    """Where one forward pass (no_grad) of `name` spends its time: torch's profiler over `settings.repeats`
+    calls after the warm-up, operators sorted by self CPU time (self = without the operators they call)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    runners, _ = build_and_measure([name], replace_settings(settings, forward_only=True), bench_config(name, settings))
+    call = _forward(runners[0])
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(settings.repeats):
+            call()
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events)
+    events.sort(key=lambda e: e.self_cpu_time_total, reverse=True)
+    ops = [
+        {
+            "op": e.key,
+            "calls": e.count // settings.repeats,
+            "self_ms": e.self_cpu_time_total / 1000 / settings.repeats,
+            "share": e.self_cpu_time_total / total,
+        }
+        for e in events[:top]
+    ]
+    return {
+        "model": name,
+        "resolution": settings.resolution,
+        "frames": settings.frames,
+        "dtype": settings.dtype,
+        "width": runners[0].width,
+        "depth": runners[0].depth,
+        "forward_ms": total / 1000 / settings.repeats,
+        "ops": ops,
+    }
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Window vs shifted-window attention (the fast masked path)
 # ----------------------------------------------------------------------------------------------------------------

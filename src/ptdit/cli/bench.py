@@ -79,6 +79,13 @@ def _timing_arguments(p: argparse.ArgumentParser) -> None:
         help="weights and inputs dtype (default: fp32 for models, bf16 for pipeline)",
     )
     p.add_argument(
+        "--profile",
+        type=int,
+        metavar="TOP",
+        help="instead of timing, profile each model's forward pass (torch.profiler, --repeats calls) and list the "
+        "TOP operators by self CPU time",
+    )
+    p.add_argument(
         "--window-report",
         action="store_true",
         help="instead of whole models, time window vs shifted-window attention (fast split path vs all-masked "
@@ -240,6 +247,34 @@ def run_window_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_profile(args: argparse.Namespace) -> int:
+    from ptdit.bench.harness import DIFFUSERS_PIXART, profile_forward, replace_settings
+
+    if args.profile < 1:
+        raise ValueError(f"--profile takes the number of operators to list (>= 1), got {args.profile}")
+    if DIFFUSERS_PIXART in args.model:
+        raise ValueError(f"--profile takes ptdit presets; drop {DIFFUSERS_PIXART}")
+    settings = _settings(args)
+    settings.validate()
+    reports = [
+        profile_forward(name, replace_settings(settings, resolution=r), top=args.profile)
+        for r in args.resolution
+        for name in args.model
+    ]
+    if args.json:
+        print(json.dumps(reports, indent=2))
+        return 0
+    for rep in reports:
+        print(
+            f"\n{rep['model']} at {rep['resolution']} px x {rep['frames']}, width {rep['width']}, depth "
+            f"{rep['depth']}, {rep['dtype']}: profiled forward {rep['forward_ms']:.1f} ms (self CPU time summed)"
+        )
+        print(f"  {'operator':<48} {'calls':>6} {'self ms':>9} {'share':>6}")
+        for op in rep["ops"]:
+            print(f"  {op['op'][:48]:<48} {op['calls']:>6} {op['self_ms']:>9.1f} {op['share']:>6.1%}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     args.model_given = args.model is not None
     if args.what == "memory":
@@ -256,6 +291,8 @@ def run(args: argparse.Namespace) -> int:
     _check_models(args.model)
     if args.window_report:
         return run_window_report(args)
+    if args.profile is not None:
+        return run_profile(args)
     from ptdit.bench.harness import run_benchmarks
 
     if any(r < 1 for r in args.resolution):

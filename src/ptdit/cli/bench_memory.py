@@ -133,28 +133,34 @@ def print_memory_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> 
 
 
 def write_memory_plot(rows: list[dict[str, Any]], path: str, budget: float) -> None:
-    """Log-log PNG of the estimated peak (GiB) against tokens, one line per (model, checkpointing, frames)."""
+    """Log-log PNG against tokens, one line per series (`series_key`): left the estimated peak (GiB), right the
+    step's MACs (forward + backward, + the recomputed forward with checkpointing), the FLOP side of step time."""
     import matplotlib
 
     matplotlib.use("Agg")  # headless: never needs a display
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    fig, (mem, macs) = plt.subplots(1, 2, figsize=(13, 5))
     for name, ckpt, fixed in dict.fromkeys(series_key(r, rows) for r in rows):
-        pts = sorted((r["tokens"], r["peak_bytes"] / 2**30) for r in rows if series_key(r, rows) == (name, ckpt, fixed))
-        label = f"{name}{', checkpointing' if ckpt else ''}, {fixed}"
-        ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", linestyle="--" if ckpt else "-", label=label)
-    ax.axhline(budget, color="grey", linewidth=1)
-    ax.text(ax.get_xlim()[0], budget * 1.05, f"{budget:g} GiB", color="grey", fontsize=8)
-    ax.set(xscale="log", yscale="log", xlabel="tokens", ylabel="peak training-step memory, GiB")
-    ax.set_title(f"Estimated peak memory of one training step ({rows[0]['precision']}, batch {rows[0]['batch']})")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+        series = sorted((r for r in rows if series_key(r, rows) == (name, ckpt, fixed)), key=lambda r: r["tokens"])
+        tokens = [r["tokens"] for r in series]
+        style = {"marker": "o", "linestyle": "--" if ckpt else "-", "label": f"{name}{', ckpt' if ckpt else ''}"}
+        mem.plot(tokens, [r["peak_bytes"] / 2**30 for r in series], **style)
+        macs.plot(tokens, [r["gmac_step"] / 1e3 for r in series], **style)
+    mem.axhline(budget, color="grey", linewidth=1)
+    mem.text(min(r["tokens"] for r in rows), budget * 1.05, f"{budget:g} GiB", color="grey", fontsize=8)
+    fixed = sorted({series_key(r, rows)[2] for r in rows})
+    mem.set(ylabel="peak training-step memory, GiB", title=f"Estimated peak memory ({', '.join(fixed)})")
+    macs.set(ylabel="TMAC per training step", title=f"Step MACs, the time side ({rows[0]['precision']})")
+    for ax in (mem, macs):
+        ax.set(xscale="log", yscale="log", xlabel="tokens")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     from ptdit.io import atomic_file
 
     with atomic_file(path) as tmp:
-        fig.savefig(tmp, dpi=120)
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
 
 
