@@ -48,8 +48,9 @@ def series_key(row: dict[str, Any], rows: list[dict[str, Any]]) -> tuple[str, bo
     """(model, checkpointing, what stays fixed): a series runs over resolutions, or over frames when the rows
     have one resolution and several frame counts."""
     over_frames = len({r["resolution"] for r in rows}) == 1 and len({r["frames"] for r in rows}) > 1
-    fixed = f"{row['resolution']} px" if over_frames else f"{row['frames']} frames"
-    return row["model"], row["checkpointing"], fixed
+    if over_frames:
+        return row["model"], row["checkpointing"], f"{row['resolution']} px"
+    return row["model"], row["checkpointing"], "images" if row["frames"] == 1 else f"{row['frames']} frames"
 
 
 def growth(rows: list[dict[str, Any]], key: str) -> dict[tuple[str, bool, str], dict[str, float]]:
