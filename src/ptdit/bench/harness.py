@@ -299,11 +299,17 @@ def _train(runner: Runner) -> Callable[[], Any]:
     return call
 
 
-def build_and_measure(names: Sequence[str], settings: BenchSettings, reference: ModelConfig):
+def build_and_measure(
+    names: Sequence[str],
+    settings: BenchSettings,
+    reference: ModelConfig,
+    announce: Callable[[str, int], None] = lambda name, resolution: None,
+) -> tuple[list[Runner], list[float | None]]:
     """Builds each model in turn and measures its peak memory over the build and its warm-up calls (the
     first of which is always run); returns (runners, peaks in MiB)."""
     runners, peaks = [], []
     for name in names:
+        announce(name, settings.resolution)
         torch.manual_seed(0)
         if name == DIFFUSERS_PIXART:
             _diffusers_class()  # import diffusers before measuring memory: its modules are not the model's memory
@@ -316,10 +322,15 @@ def build_and_measure(names: Sequence[str], settings: BenchSettings, reference: 
     return runners, peaks
 
 
-def bench_resolution(names: Sequence[str], settings: BenchSettings, reference: ModelConfig) -> list[dict[str, Any]]:
+def bench_resolution(
+    names: Sequence[str],
+    settings: BenchSettings,
+    reference: ModelConfig,
+    announce: Callable[[str, int], None] = lambda name, resolution: None,
+) -> list[dict[str, Any]]:
     """Every model at one size: built and warmed up one after the other, then timed in interleaved rounds
     (forward A, B, C, the reference matmul, then training step A, B, C; repeated), one row per model."""
-    runners, peaks = build_and_measure(names, settings, reference)
+    runners, peaks = build_and_measure(names, settings, reference, announce)
     size = matmul_size(runners, settings.batch)
     matmul, matmul_flops = matmul_probe(size, DTYPES[settings.dtype], settings.device)
     matmul()  # its warm-up; the models had theirs in build_and_measure
@@ -424,12 +435,15 @@ def run_benchmarks(
     check_jobs(names, resolutions, settings)
     rows = []
     show = sys.stderr.isatty() if progress is None else progress
-    for i, resolution in enumerate(tqdm(resolutions, desc="bench", unit="size", disable=not show)):
-        if progress is None and not show:  # a log or pipe: one line per size, so long runs show they are alive
-            line = f"bench {i + 1}/{len(resolutions)}: {', '.join(names)} at {resolution} px"
-            print(line, file=sys.stderr, flush=True)
+    count, total = iter(range(1, len(names) * len(resolutions) + 1)), len(names) * len(resolutions)
+
+    def announce(name: str, resolution: int) -> None:
+        if progress is None and not show:  # a log or pipe: one line per model, so long runs show they are alive
+            print(f"bench {next(count)}/{total}: {name} at {resolution} px", file=sys.stderr, flush=True)
+
+    for resolution in tqdm(resolutions, desc="bench", unit="size", disable=not show):
         run_settings = replace_settings(settings, resolution=resolution)
-        rows.extend(bench_resolution(names, run_settings, reference_config(names, run_settings)))
+        rows.extend(bench_resolution(names, run_settings, reference_config(names, run_settings), announce))
     return add_ratios(rows)
 
 

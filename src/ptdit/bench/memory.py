@@ -289,7 +289,15 @@ def estimate_training_memory(name: str, config: ModelConfig, settings: MemorySet
         return _estimate(name, config, settings, trainer, tracker, window, saved[-1])
 
 
-def _estimate(name, config, settings, trainer, tracker, window, saved) -> MemoryEstimate:
+def _estimate(
+    name: str,
+    config: ModelConfig,
+    settings: MemorySettings,
+    trainer: _Trainer,
+    tracker: LiveBytes,
+    window: tuple[int, int, int] | None,
+    saved: int,
+) -> MemoryEstimate:
     params = [p for p in trainer.model.parameters()]
     trainable = [p for p in params if p.requires_grad]
     grid = token_grid(settings.resolution, settings.frames, patch_size=config.patch_size)

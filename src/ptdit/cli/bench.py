@@ -167,7 +167,7 @@ def _gmac(value: float) -> str:
     return f"{value:.1f}" if value >= 100 else f"{value:.4g}"
 
 
-def _range(spread: dict[str, float] | None) -> str:
+def _range(spread: dict[str, float] | None) -> str:  # rows written before the spread was recorded have none
     return "-" if spread is None else f"{spread['min']:.1f}-{spread['max']:.1f}"
 
 
@@ -176,9 +176,9 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     print(
         f"device {r0['device']}, {r0['dtype']}, {r0['threads']} threads, batch {r0['batch']}, text tokens "
         f"{r0['text_tokens']} (no padding); median (min-max) of {r0['repeats']} interleaved rounds after "
-        f"{r0['warmup']} warm-up call(s); GMAC: forward, 1 MAC = 1 FLOP; GFLOP/s: 2 x MAC"
+        f"{r0.get('warmup', 1)} warm-up call(s); GMAC: forward, 1 MAC = 1 FLOP; GFLOP/s: 2 x MAC"
     )
-    for res in dict.fromkeys(r["resolution"] for r in rows):
+    for res in dict.fromkeys(r["resolution"] for r in rows if "matmul_ms_spread" in r):
         r = next(r for r in rows if r["resolution"] == res)
         mm = r["matmul_ms_spread"]
         print(
@@ -195,9 +195,10 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         print(
             f"{r['resolution']:>5} {r['tokens']:>6} {r['model']:<34} {r['depth']:>3} {r['width']:>5} "
-            f"{r['forward_ms']:>9.1f} {_range(r['forward_ms_spread']):>17} {_fmt(r['train_step_ms'], '9.1f'):>9} "
-            f"{_range(r['train_step_ms_spread']):>17} {_fmt(r['peak_memory_mb'], '8.0f'):>8} "
-            f"{_gmac(r['gmac']):>9} {r['forward_gflops_per_s']:>8.1f} {r['forward_share_of_matmul']:>6.2f} "
+            f"{r['forward_ms']:>9.1f} {_range(r.get('forward_ms_spread')):>17} {_fmt(r['train_step_ms'], '9.1f'):>9} "
+            f"{_range(r.get('train_step_ms_spread')):>17} {_fmt(r['peak_memory_mb'], '8.0f'):>8} "
+            f"{_gmac(r['gmac']):>9} {r['forward_gflops_per_s']:>8.1f} "
+            f"{_fmt(r.get('forward_share_of_matmul'), '6.2f'):>6} "
             f"{r['forward_time_ratio']:>6.2f} {r['flop_ratio']:>6.2f} {r['forward_realised_speedup']:>8.2f}"
         )
     if any(r["train_realised_speedup"] is not None for r in rows):
@@ -209,7 +210,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             print(
                 f"{r['resolution']:>5} {r['model']:<34} {_fmt(r['train_time_ratio'], '6.2f')} "
                 f"{_fmt(r['train_flop_ratio'], '6.2f')} {_fmt(r['train_realised_speedup'], '6.2f')} "
-                f"{_fmt(r['train_share_of_matmul'], '6.2f')}"
+                f"{_fmt(r.get('train_share_of_matmul'), '6.2f')}"
             )
     print(
         "\nshare: achieved GFLOP/s over the reference matmul's, timed in the same rounds; t/t0, f/f0: forward time "
