@@ -181,7 +181,7 @@ def run_memory(args: argparse.Namespace) -> int:
     if args.plot:
         from ptdit.cli.flops import plot_path
 
-        plot = str(plot_path(args.plot, args.overwrite))
+        plot = str(plot_path(args.plot, args.overwrite, stem="memory"))
     rows = estimate_rows(args, names)
     vae = vae_rows(args) if args.vae else []
     if plot:
