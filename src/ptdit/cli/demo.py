@@ -1,6 +1,7 @@
 """`ptdit demo`: the main job. Trains a small PT-DiT on a built-in dataset for a fixed number of steps
-(`train.max_steps` of configs/demo-TASK.yaml, sized to take about 5 minutes on a 2-core CPU), samples with the EMA
-weights, scores the samples with the dataset's oracle and writes runs/demo/report.html.
+(`train.max_steps` of configs/demo-TASK.yaml, sized to fit 5 minutes for t2i and 10 for t2v / t2mv on an idle
+2-core CPU), samples with the EMA weights, scores the samples with the dataset's oracle and writes
+runs/demo/report.html.
 
 The result is a function of the config and its seeds, not of the machine's speed: the number of steps is fixed
 and the demo pins its CPU thread count (`train.num_threads`), since 1 and 2 threads give different weights
@@ -13,8 +14,8 @@ import argparse
 import json
 import math
 import shutil
-import sys
 import time
+import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -152,11 +153,11 @@ def train_demo_model(
     if processes > 1:
         overrides += ["train.parallel=ddp", "train.num_threads=1"]
     cfg = load_train_config(config_path(DEMO_CONFIGS[task]), overrides)
-    _warn_if_machine_dependent(cfg, processes)
     check_batch(cfg, DistInfo(rank=0, world_size=processes, local_rank=0, device=torch.device("cpu")))
     build_dataset(cfg)  # checks data.options
     check_device(cfg.train.device)
     check_writable(out)
+    _warn_if_machine_dependent(cfg, processes)
     # Everything is valid: only now is a previous demo run removed.
     _clear_previous_run(out)
     out.mkdir(parents=True)
@@ -168,21 +169,19 @@ def train_demo_model(
 
 
 def _warn_if_machine_dependent(cfg: Any, processes: int) -> None:
-    """A time cap makes the demo's result depend on the machine's speed; so does a changed thread count."""
+    """A time cap makes the demo's result depend on the machine's speed; so do several processes."""
     if cfg.train.max_minutes is not None:
-        print(
-            f"warning: training stops after {cfg.train.max_minutes:g} minutes if {cfg.train.max_steps} steps are "
-            "not done by then, so the result depends on this machine's speed (without --minutes every machine "
-            "trains the same model)",
-            file=sys.stderr,
-            flush=True,
+        warnings.warn(
+            f"training stops after {cfg.train.max_minutes:g} minutes if its {cfg.train.max_steps} steps are not "
+            "done by then, so the result depends on this machine's speed (without --minutes every machine trains "
+            "the same model)",
+            stacklevel=2,
         )
     if processes > 1:
-        print(
-            f"warning: {processes} processes split each batch differently from the default single process, so the "
-            "weights differ slightly from a default demo's",
-            file=sys.stderr,
-            flush=True,
+        warnings.warn(
+            f"{processes} single-threaded processes round differently from the default single process with "
+            f"{cfg.train.num_threads or 'default'} threads, so the weights differ slightly from a default demo's",
+            stacklevel=2,
         )
 
 
