@@ -15,26 +15,30 @@ def _data_uri(path: Path) -> str:
     return f"data:{kind};base64," + base64.b64encode(path.read_bytes()).decode()
 
 
-def sample_verdicts(dataset: str, sample_CFHW: torch.Tensor, prompt: str) -> list[tuple[bool, str]]:
-    """(passed, "check: why") for every check of one sample (ptdit.eval.checks): what the oracle found."""
+def sample_verdicts(dataset: str, sample_CFHW: torch.Tensor, prompt: str) -> list[tuple[bool, bool, str]]:
+    """(passed, scored, "check: why") for every check of one sample (ptdit.eval.checks): what the oracle found.
+    A check is not scored when its object was not drawn (docs/oracle-benchmark.md#checks-and-dependency-gating)."""
     from ptdit.eval.checks import CHECKERS
     from ptdit.eval.oracle import to_unit_numpy
 
     if dataset not in CHECKERS:
         return []
     checks, _ = CHECKERS[dataset](to_unit_numpy(sample_CFHW[None])[0], prompt)
-    return [(c.passed, f"{c.name}: {c.why}") for c in checks]
+    return [(c.passed, c.scored, f"{c.name}: {c.why}") for c in checks]
 
 
-def _verdict_html(verdicts: list[tuple[bool, str]]) -> str:
-    """The failed checks with their reasons (all of them would crowd the page), or how many passed."""
+def _verdict_html(verdicts: list[tuple[bool, bool, str]]) -> str:
+    """The failed checks with their reasons, gated ones only counted (they repeat "not drawn"), or how many passed."""
     if not verdicts:
         return ""
-    failed = [why for ok, why in verdicts if not ok]
-    if not failed:
+    failed = [why for ok, scored, why in verdicts if not ok and scored]
+    gated = sum(not scored for _, scored, _ in verdicts)
+    if not failed and not gated:
         return f'<br><span class="ok">all {len(verdicts)} checks passed</span>'
     items = "".join(f"<li>{html.escape(why)}</li>" for why in failed)
-    return f'<br><span class="bad">{len(failed)} of {len(verdicts)} checks failed:</span><ul>{items}</ul>'
+    if gated:
+        items += f"<li>{gated} more not scored: their object was not drawn</li>"
+    return f'<br><span class="bad">{len(failed) + gated} of {len(verdicts)} checks failed:</span><ul>{items}</ul>'
 
 
 _PIXELATED = "image-rendering:pixelated;"  # nearest-neighbour upscaling keeps 32 px samples sharp
