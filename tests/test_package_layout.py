@@ -42,6 +42,10 @@ def _imports(path: Path) -> set[str]:
         ("sampling", ("ptdit.train", "ptdit.cli")),
         ("recipe", ("ptdit.models", "ptdit.train", "ptdit.sampling", "ptdit.cli")),
         ("data", ("ptdit.eval", "ptdit.train", "ptdit.sampling", "ptdit.cli")),
+        # the studies sit on top of the library (train, eval, sampling) and below the CLI
+        ("study", ("ptdit.cli", "ptdit.bench", "ptdit.interop")),
+        # ...and nothing in the library depends on them
+        *[(name, ("ptdit.study",)) for name in ("models", "train", "eval", "sampling", "data", "recipe", "nn")],
     ],
 )
 def test_import_direction(package, forbidden):

@@ -112,3 +112,69 @@ def test_pipeline_bench_reports_each_stage():
         assert stage["flops"] > 0 and stage["seconds"] > 0 and stage["limit_seconds"] > 0
     assert report["stages"][0]["dtype"] == "fp32" and report["stages"][1]["dtype"] == "bf16"
     assert report["time_over_limit"] == pytest.approx(report["total_seconds"] / report["limit_seconds"])
+
+
+def test_interleaved_ms_runs_rounds_in_turn():
+    from ptdit.bench.timing import interleaved_ms
+
+    calls: list[str] = []
+    fns = [lambda name=name: calls.append(name) for name in "ABC"]
+    times = interleaved_ms(fns, repeats=3, warmup=1, device="cpu")
+    assert calls == list("ABC" * 4)  # one warm-up round, then three timed rounds, each A, B, C
+    assert [len(t) for t in times] == [3, 3, 3] and all(x >= 0 for t in times for x in t)
+
+
+def test_spread_median_range_and_quartiles():
+    from ptdit.bench.timing import spread
+
+    s = spread([5.0, 1.0, 3.0, 2.0, 4.0])
+    assert (s["median"], s["min"], s["max"], s["q1"], s["q3"]) == (3.0, 1.0, 5.0, 2.0, 4.0)
+    assert spread([7.0]) == {"median": 7.0, "min": 7.0, "max": 7.0, "q1": 7.0, "q3": 7.0}
+
+
+def test_models_are_timed_interleaved_after_their_warm_up(monkeypatch):
+    import ptdit.bench.harness as harness
+
+    order: list[tuple[str, str]] = []
+    forward, train = harness._forward, harness._train
+
+    def recording(kind, wrap):
+        def make(runner):
+            call = wrap(runner)
+            return lambda: (order.append((kind, runner.name)), call())
+
+        return make
+
+    monkeypatch.setattr(harness, "_forward", recording("fwd", forward))
+    monkeypatch.setattr(harness, "_train", recording("train", train))
+    settings = BenchSettings(resolution=64, depth=1, width=64, heads=4, text_tokens=4, repeats=2, warmup=1)
+    run_benchmarks(["PT-DiT/Tiny", "DiT-S/2"], [64], settings, progress=False)
+    a, b = "PT-DiT/Tiny", "DiT-S/2"
+    warm_up = [("fwd", a), ("train", a), ("fwd", b), ("train", b)]
+    rounds = [("fwd", a), ("fwd", b), ("train", a), ("train", b)] * 2
+    assert order == warm_up + rounds
+
+
+def test_report_has_spread_and_share_of_the_matmul_rate():
+    settings = BenchSettings(resolution=64, depth=1, width=64, heads=4, text_tokens=4, repeats=3, warmup=0)
+    rows = run_benchmarks(["PT-DiT/Tiny", "DiT-S/2"], [64], settings, progress=False)
+    assert rows[0]["matmul_size"] == rows[1]["matmul_size"] >= 128  # one reference per size, shared by the models
+    for r in rows:
+        assert r["order"] == "interleaved" and r["warmup"] == 1  # at least one warm-up call, even with --warmup 0
+        for key in ("forward_ms", "train_step_ms"):
+            s = r[f"{key}_spread"]
+            assert s["min"] <= s["q1"] <= s["median"] <= s["q3"] <= s["max"] and s["median"] == r[key]
+        assert r["matmul_gflops_per_s"] > 0
+        assert r["forward_share_of_matmul"] == pytest.approx(r["forward_gflops_per_s"] / r["matmul_gflops_per_s"])
+        assert r["train_share_of_matmul"] == pytest.approx(r["train_gflops_per_s"] / r["matmul_gflops_per_s"])
+
+
+def test_profile_lists_operators_by_self_time(capsys):
+    args = ["bench", "--model", "PT-DiT/Tiny", "--resolution", "64", *TINY, "--profile", "4", "--json"]
+    assert main(args) == 0
+    (report,) = json.loads(capsys.readouterr().out)
+    ops = report["ops"]
+    assert len(ops) == 4 and report["forward_ms"] > 0
+    assert [o["self_ms"] for o in ops] == sorted((o["self_ms"] for o in ops), reverse=True)
+    assert all(0 < o["share"] <= 1 and o["calls"] >= 1 for o in ops)
+    assert any("mm" in o["op"] or "attention" in o["op"] for o in ops)  # the matmuls are among the top operators

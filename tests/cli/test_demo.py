@@ -1,10 +1,17 @@
-"""A tiny `ptdit demo` run writes a valid report and metrics (the real demo trains for 5 minutes)."""
+"""Quick `ptdit demo` runs (a few steps of a tiny model) write a valid report and metrics for every task; the real
+demos train a fixed number of steps (configs/demo-TASK.yaml), so their result does not depend on the machine."""
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 
+import pytest
+
+from ptdit.cli.demo import config_path, run_demo
 from ptdit.cli.main import main
+from ptdit.train.config import load_train_config
 
 TINY = [
     "model.dim=32",
@@ -12,6 +19,7 @@ TINY = [
     "model.num_heads=2",
     "model.context_dim=32",
     "train.batch_size=8",
+    "train.max_steps=3",
     "pipeline.steps=3",
     "train.precision=fp32",
     "train.eval_prompts=14",  # the demo's oracle benchmark: 2 prompts per category, and a small shapes-FD
@@ -20,22 +28,48 @@ TINY = [
 
 
 def test_tiny_demo_writes_report(tmp_path, capsys):
-    args = ["demo", "--minutes", "0.05", "--out", str(tmp_path / "demo")]
+    args = ["demo", "--out", str(tmp_path / "demo")]
     for item in TINY:
         args += ["--set", item]
     assert main(args) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert "report:" in out and "oracle caption-adherence accuracy" in out
+    assert "depends on this machine's speed" not in captured.err  # no --minutes: no warning
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert {"oracle_accuracy", "train_seconds", "steps", "samples_per_second", "parameters"} <= set(metrics)
-    assert 0.0 <= metrics["oracle_accuracy"] <= 1.0 and metrics["steps"] >= 1
+    assert 0.0 <= metrics["oracle_accuracy"] <= 1.0 and metrics["steps"] == metrics["max_steps"] == 3
     report = (tmp_path / "demo" / "report.html").read_text()
     assert report.startswith("<!doctype html>") and report.count("<figure>") == 48
     assert "data:image/png;base64," in report and "oracle" in report
+    assert "checks passed" in report or "checks failed" in report  # per-sample verdicts
     # The oracle benchmark's per-category table and shapes-FD, next to the overall accuracy.
     assert "Oracle benchmark (t2i-v1)" in report and "color_binding" in report and "shapes-FD" in report
     assert set(metrics["benchmark"]["categories"]) >= {"single_object", "counting", "position"}
     assert metrics["shapes_fd"]["num_fake"] == 32 and "oracle benchmark t2i-v1: overall" in out
     assert (tmp_path / "demo" / "benchmark" / "results.jsonl").is_file()
-    # a second run replaces the first (a demo always starts from nothing)
-    assert main(args) == 0
+    # a second run replaces the first (a demo always starts from nothing); --minutes caps it, with a warning
+    assert main([*args, "--minutes", "5"]) == 0
+    assert "depends on this machine's speed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("task", ["t2v", "t2mv"])
+def test_quick_video_and_multiview_demos_show_gifs_and_views(tmp_path, task):
+    overrides = [*TINY[:-2], "train.eval_prompts=4", "train.eval_fd_samples=0", "train.num_sample_prompts=2"]
+    result = run_demo(task, out_dir=tmp_path / task, overrides=overrides, eval_prompts=3)
+    report = result.report.read_text()
+    assert result.metrics["steps"] == 3 and report.count("<figure>") == 3
+    # Each sample: its GIF (a valid one) and the row of its 8 frames / views, its prompt and its verdicts.
+    gifs = re.findall(r'src="data:image/gif;base64,([^"]+)"', report)
+    assert len(gifs) == 3 and all(base64.b64decode(g).startswith(b"GIF8") for g in gifs)
+    assert report.count("data:image/png;base64,") >= 3
+    assert report.count("the 8 views" if task == "t2mv" else "the 8 frames") == 3
+    assert report.count("checks passed") + report.count("checks failed") == 3
+    assert f"Oracle benchmark ({task}-v1)" in report
+    assert sorted(p.name for p in (tmp_path / task / "samples").glob("*.gif"))[:3] == ["000.gif", "001.gif", "002.gif"]
+
+
+def test_demo_config_trains_a_fixed_number_of_steps():
+    cfg = load_train_config(config_path("demo-t2i.yaml"))
+    assert cfg.train.max_minutes is None and cfg.train.max_steps > 0
+    assert cfg.train.num_threads is not None  # 1 and 2 threads give different weights: pinned

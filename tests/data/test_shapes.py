@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from ptdit.data import ShapesDataset
@@ -67,3 +68,19 @@ def test_single_color_turntable_objects():
     assert spec["color"] == spec["top_color"]
     # The default keeps two-tone objects only.
     assert all("top" in TurntableDataset().caption(i) for i in range(30))
+
+
+def test_shapes_count_weights():
+    dataset = ShapesDataset(max_objects=4, count_weights=[2, 5, 2, 1])
+    counts = [len(dataset.sample_spec(i)["objects"]) for i in range(600)]
+    shares = [counts.count(n) / len(counts) for n in (1, 2, 3, 4)]
+    assert abs(shares[1] - 0.5) < 0.07 and abs(shares[3] - 0.1) < 0.05 and min(shares) > 0
+    # A zero weight never draws its count; the weights are relative; the default draws counts uniformly.
+    only_two = ShapesDataset(min_objects=1, max_objects=3, count_weights=[0, 1, 0])
+    assert all(len(only_two.sample_spec(i)["objects"]) == 2 for i in range(30))
+    assert ShapesDataset(max_objects=2, count_weights=[1, 1]).caption(5) == ShapesDataset(
+        max_objects=2, count_weights=[3, 3]
+    ).caption(5)
+    for bad in ([1, 2], [1, -1, 1, 1], [0, 0, 0, 0], "1,2,3,4", [1, float("nan"), 1, 1]):
+        with pytest.raises(ValueError, match="count_weights"):
+            ShapesDataset(max_objects=4, count_weights=bad)

@@ -106,3 +106,31 @@ def test_label_components_matches_bfs(density):
         # Neighbouring foreground pixels share a label.
         both = mask[1:] & mask[:-1]
         assert (labels[1:][both] == labels[:-1][both]).all()
+
+
+def test_demo_training_data_passes_every_check_and_is_deterministic():
+    # The T2I demo trains on one to four objects per image (configs/demo-t2i.yaml), half of them two: the
+    # two-object captions bind colours to shapes and place them, and real samples of them must pass every check
+    # (drawn, colour, position, size, count), the same way every time.
+    from ptdit.cli.demo import config_path
+    from ptdit.eval.checks import check_shapes
+    from ptdit.train.config import load_train_config
+
+    cfg = load_train_config(config_path("demo-t2i.yaml"))
+    dataset = build_dataset("shapes", size=cfg.data.size, seed=11, **cfg.data.options)
+    items = [dataset[i] for i in range(160)]
+    counts = [len(parse_caption("shapes", it["caption"])["objects"]) for it in items]
+    assert counts.count(2) >= 0.4 * len(items) and max(counts) == 4
+    two = [it for it, n in zip(items, counts, strict=True) if n == 2]
+    pixels, captions = torch.stack([it["pixels"] for it in two]), [it["caption"] for it in two]
+    scores = ORACLES["shapes"](pixels, captions)
+    assert scores.mean() >= 0.98, f"mean {scores.mean():.4f}, worst {scores.min():.3f}"
+    frames = ((pixels.permute(0, 2, 3, 4, 1) + 1) / 2).numpy()  # (N, F, H, W, 3) in [0, 1]
+    verdicts = [[c.passed for c in check_shapes(f, c)[0]] for f, c in zip(frames, captions, strict=True)]
+    assert np.mean([all(v) for v in verdicts]) >= 0.98
+    # Deterministic: the same captions, pixels, scores and verdicts from a second dataset object.
+    again = build_dataset("shapes", size=cfg.data.size, seed=11, **cfg.data.options)
+    assert [again.caption(it["index"]) for it in two] == captions
+    assert torch.equal(torch.stack([again[it["index"]]["pixels"] for it in two]), pixels)
+    assert torch.equal(ORACLES["shapes"](pixels, captions), scores)
+    assert [[c.passed for c in check_shapes(f, c)[0]] for f, c in zip(frames, captions, strict=True)] == verdicts

@@ -3,10 +3,16 @@
 Each run builds one network at a given width / depth, feeds it random latents (and 120 random caption tokens
 by default, unpadded, no mask), and measures:
 * forward latency (no_grad) and training-step latency (forward + MSE loss + backward; the optimizer
-  update is excluded since it depends only on the parameter count), each the median of `repeats` timed calls
-  after `warmup` untimed ones;
-* peak memory: CUDA `max_memory_allocated`; on CPU the peak resident-set growth of the process during the
-  run (Linux VmHWM after resetting it through /proc/self/clear_refs), weights included; None if unavailable;
+  update is excluded since it depends only on the parameter count): every model of a size is built and warmed
+  up (max(1, `warmup`) untimed calls), then all are timed in `repeats` interleaved rounds (forward A, B, C, the
+  reference matmul, training step A, B, C; again), so a drift of the machine's load hits every model alike;
+  median, min, max and quartiles are reported;
+* the machine's own matmul rate in the same rounds: a square matmul in the run's dtype whose side is the cube
+  root of the largest model GEMM (the FFN's tokens x width x 4 width, within [128, 4096]); each model's
+  achieved GFLOP/s over it is its share of the matmul rate;
+* peak memory: CUDA `max_memory_allocated`; on CPU the peak resident-set growth of the process over the
+  model's build and warm-up (Linux VmHWM after resetting it through /proc/self/clear_refs), weights included;
+  None if unavailable;
 * forward MACs (ptdit models: `analytic_macs`; diffusers: FlopCounterMode on the meta device).
 
 Derived figures (`add_ratios`), against the first model of a run:
@@ -32,7 +38,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ptdit.bench.timing import PeakMemory, median_ms
+from ptdit.bench.timing import PeakMemory, interleaved_ms, matmul_probe, median_ms, spread
 from ptdit.config import ModelConfig, replace
 from ptdit.eval.flops import (
     GIGA,
@@ -259,27 +265,105 @@ def build_runner(name: str, settings: BenchSettings, reference: ModelConfig) -> 
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def bench_one(name: str, settings: BenchSettings, reference: ModelConfig) -> dict[str, Any]:
-    """Builds `name`, times its forward (and training step) and returns one result row."""
-    torch.manual_seed(0)
-    if name == DIFFUSERS_PIXART:
-        _diffusers_class()  # import diffusers before measuring memory: its modules are not the model's memory
-    memory = PeakMemory(settings.device)
-    memory.start()  # before the build, so the weights count
-    runner = build_runner(name, settings, reference)
-    timing = {"repeats": settings.repeats, "warmup": settings.warmup, "device": settings.device}
-    runner.model.eval()
-    # no_grad, not inference_mode: layouts cache masks and indices, and inference tensors in those caches would
-    # break a later training step in the same process ("Inference tensors cannot be saved for backward").
-    with torch.no_grad():
-        forward_ms = median_ms(runner.forward, **timing)
-    train_ms = None
-    if not settings.forward_only:
+def matmul_size(runners: Sequence[Runner], batch: int) -> int:
+    """Side of the reference matmul: the cube root of the largest model GEMM (tokens x width x 4 width, the FFN),
+    rounded to 64 and kept within [128, 4096], so tiny runs stay fast and full-size runs measure a large GEMM."""
+    gemm = max(batch * r.tokens * r.width * 4 * r.width for r in runners)
+    return int(min(max(round(gemm ** (1 / 3) / 64) * 64, 128), 4096))
+
+
+def _warm_up(runner: Runner, settings: BenchSettings) -> None:
+    """max(1, warmup) untimed forward passes (and training steps) of a built runner."""
+    for _ in range(max(settings.warmup, 1)):
+        _forward(runner)()
+        if not settings.forward_only:
+            _train(runner)()
+
+
+def _forward(runner: Runner) -> Callable[[], Any]:
+    def call() -> None:
+        runner.model.eval()
+        # no_grad, not inference_mode: layouts cache masks and indices, and inference tensors in those caches would
+        # break a later training step in the same process ("Inference tensors cannot be saved for backward").
+        with torch.no_grad():
+            runner.forward()
+
+    return call
+
+
+def _train(runner: Runner) -> Callable[[], Any]:
+    def call() -> None:
         runner.model.train()
-        train_ms = median_ms(runner.train_step, **timing)
-    peak = memory.stop()
-    row = {
-        "model": name,
+        runner.train_step()
+
+    return call
+
+
+def build_and_measure(
+    names: Sequence[str],
+    settings: BenchSettings,
+    reference: ModelConfig,
+    announce: Callable[[str, int], None] = lambda name, resolution: None,
+) -> tuple[list[Runner], list[float | None]]:
+    """Builds each model in turn and measures its peak memory over the build and its warm-up calls (the
+    first of which is always run); returns (runners, peaks in MiB)."""
+    runners, peaks = [], []
+    for name in names:
+        announce(name, settings.resolution)
+        torch.manual_seed(0)
+        if name == DIFFUSERS_PIXART:
+            _diffusers_class()  # import diffusers before measuring memory: its modules are not the model's memory
+        memory = PeakMemory(settings.device)
+        memory.start()  # before the build, so the weights count
+        runner = build_runner(name, settings, reference)
+        _warm_up(runner, settings)
+        peaks.append(memory.stop())
+        runners.append(runner)
+    return runners, peaks
+
+
+def bench_resolution(
+    names: Sequence[str],
+    settings: BenchSettings,
+    reference: ModelConfig,
+    announce: Callable[[str, int], None] = lambda name, resolution: None,
+) -> list[dict[str, Any]]:
+    """Every model at one size: built and warmed up one after the other, then timed in interleaved rounds
+    (forward A, B, C, the reference matmul, then training step A, B, C; repeated), one row per model."""
+    runners, peaks = build_and_measure(names, settings, reference, announce)
+    size = matmul_size(runners, settings.batch)
+    matmul, matmul_flops = matmul_probe(size, DTYPES[settings.dtype], settings.device)
+    matmul()  # its warm-up; the models had theirs in build_and_measure
+    calls = [_forward(r) for r in runners] + [matmul]
+    if not settings.forward_only:
+        calls += [_train(r) for r in runners]
+    times = interleaved_ms(calls, repeats=settings.repeats, warmup=0, device=settings.device)
+    n = len(runners)
+    mm = spread(times[n])
+    rate = matmul_flops / (mm["median"] / 1000) / 1e9
+    rows = []
+    for i, (runner, peak) in enumerate(zip(runners, peaks, strict=True)):
+        fwd = spread(times[i])
+        train = None if settings.forward_only else spread(times[n + 1 + i])
+        rows.append(_row(runner, settings, peak, fwd, train, {"size": size, "gflops_per_s": rate, "ms": mm}))
+    del runners, calls
+    gc.collect()
+    return rows
+
+
+def _row(
+    runner: Runner,
+    settings: BenchSettings,
+    peak: float | None,
+    fwd: dict[str, float],
+    train: dict[str, float] | None,
+    matmul: dict[str, Any],
+) -> dict[str, Any]:
+    forward_ms, train_ms = fwd["median"], train["median"] if train else None
+    forward_rate = 2 * runner.gmac / (forward_ms / 1000)
+    train_rate = 2 * runner.gmac_fwd_bwd / (train_ms / 1000) if train_ms else None
+    return {
+        "model": runner.name,
         "resolution": settings.resolution,
         "frames": settings.frames,
         "tokens": runner.tokens,
@@ -292,19 +376,25 @@ def bench_one(name: str, settings: BenchSettings, reference: ModelConfig) -> dic
         "dtype": settings.dtype,
         "threads": torch.get_num_threads(),
         "repeats": settings.repeats,
+        "warmup": max(settings.warmup, 1),
+        "order": "interleaved",
         "forward_ms": forward_ms,
+        "forward_ms_spread": fwd,
         "train_step_ms": train_ms,
+        "train_step_ms_spread": train,
         "peak_memory_mb": peak,
         "gmac": runner.gmac,
         "gmac_fwd_bwd": runner.gmac_fwd_bwd,
-        "forward_gflops_per_s": 2 * runner.gmac / (forward_ms / 1000),
-        "train_gflops_per_s": 2 * runner.gmac_fwd_bwd / (train_ms / 1000) if train_ms else None,
+        "forward_gflops_per_s": forward_rate,
+        "train_gflops_per_s": train_rate,
+        "matmul_size": matmul["size"],
+        "matmul_gflops_per_s": matmul["gflops_per_s"],
+        "matmul_ms_spread": matmul["ms"],
+        "forward_share_of_matmul": forward_rate / matmul["gflops_per_s"],
+        "train_share_of_matmul": train_rate / matmul["gflops_per_s"] if train_rate else None,
         "forward_samples_per_s": settings.batch / (forward_ms / 1000),
         "train_samples_per_s": settings.batch / (train_ms / 1000) if train_ms else None,
     }
-    del runner
-    gc.collect()
-    return row
 
 
 def add_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -328,7 +418,8 @@ def add_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def run_benchmarks(
     names: Sequence[str], resolutions: Sequence[int], settings: BenchSettings, *, progress: bool | None = None
 ) -> list[dict[str, Any]]:
-    """Benchmarks every model at every resolution (same settings), rows in (resolution, model) order.
+    """Benchmarks every model at every resolution (same settings), rows in (resolution, model) order; at each
+    resolution the models are timed in interleaved rounds beside a reference matmul (`bench_resolution`).
 
     Args:
         names: preset names and/or `DIFFUSERS_PIXART`; ratios are taken against the first.
@@ -342,14 +433,17 @@ def run_benchmarks(
     if not names:
         raise ValueError("give at least one model")
     check_jobs(names, resolutions, settings)
-    jobs = [(r, n) for r in resolutions for n in names]
     rows = []
     show = sys.stderr.isatty() if progress is None else progress
-    for i, (resolution, name) in enumerate(tqdm(jobs, desc="bench", unit="run", disable=not show)):
-        if progress is None and not show:  # a log or pipe: one line per run, so long runs show they are alive
-            print(f"bench {i + 1}/{len(jobs)}: {name} at {resolution} px", file=sys.stderr, flush=True)
+    count, total = iter(range(1, len(names) * len(resolutions) + 1)), len(names) * len(resolutions)
+
+    def announce(name: str, resolution: int) -> None:
+        if progress is None and not show:  # a log or pipe: one line per model, so long runs show they are alive
+            print(f"bench {next(count)}/{total}: {name} at {resolution} px", file=sys.stderr, flush=True)
+
+    for resolution in tqdm(resolutions, desc="bench", unit="size", disable=not show):
         run_settings = replace_settings(settings, resolution=resolution)
-        rows.append(bench_one(name, run_settings, reference_config(names, run_settings)))
+        rows.extend(bench_resolution(names, run_settings, reference_config(names, run_settings), announce))
     return add_ratios(rows)
 
 
@@ -373,6 +467,40 @@ def replace_settings(settings: BenchSettings, **changes: Any) -> BenchSettings:
     import dataclasses
 
     return dataclasses.replace(settings, **changes)
+
+
+def profile_forward(name: str, settings: BenchSettings, *, top: int = 15) -> dict[str, Any]:
+    """Where one forward pass (no_grad) of `name` spends its time: torch's profiler over `settings.repeats`
+    calls after the warm-up, operators sorted by self CPU time (self = without the operators they call)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    runners, _ = build_and_measure([name], replace_settings(settings, forward_only=True), bench_config(name, settings))
+    call = _forward(runners[0])
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(settings.repeats):
+            call()
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events)
+    events.sort(key=lambda e: e.self_cpu_time_total, reverse=True)
+    ops = [
+        {
+            "op": e.key,
+            "calls": e.count // settings.repeats,
+            "self_ms": e.self_cpu_time_total / 1000 / settings.repeats,
+            "share": e.self_cpu_time_total / total,
+        }
+        for e in events[:top]
+    ]
+    return {
+        "model": name,
+        "resolution": settings.resolution,
+        "frames": settings.frames,
+        "dtype": settings.dtype,
+        "width": runners[0].width,
+        "depth": runners[0].depth,
+        "forward_ms": total / 1000 / settings.repeats,
+        "ops": ops,
+    }
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -34,6 +34,45 @@ def median_ms(fn: Callable[[], Any], *, repeats: int, warmup: int, device: str) 
         _sync(device)
         times.append((time.perf_counter() - start) * 1000)
     return statistics.median(times)
+
+
+def interleaved_ms(fns: Sequence[Callable[[], Any]], *, repeats: int, warmup: int, device: str) -> list[list[float]]:
+    """Wall times in ms of `repeats` rounds over `fns` in turn (A, B, C, A, B, C, ...), after `warmup` untimed
+    rounds in the same order; result[i] holds the times of fns[i].
+
+    Interleaving spreads slow drifts of a shared machine's load over every function alike, so ratios between
+    them hold better than with all repeats of A first, then all of B.
+    """
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    _sync(device)
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            times[i].append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def spread(times: Sequence[float]) -> dict[str, float]:
+    """Median, min, max and the quartiles (q1, q3; linear interpolation) of a list of times."""
+    ordered = sorted(times)
+    if len(ordered) == 1:
+        q1 = q3 = ordered[0]
+    else:
+        q1, _, q3 = statistics.quantiles(ordered, n=4, method="inclusive")
+    return {"median": statistics.median(ordered), "min": ordered[0], "max": ordered[-1], "q1": q1, "q3": q3}
+
+
+def matmul_probe(size: int, dtype: torch.dtype, device: str) -> tuple[Callable[[], Any], float]:
+    """(a call of one (size x size) @ (size x size) matmul in `dtype`, its FLOPs = 2 size^3): the machine's own
+    reference rate, timed beside the models."""
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    return (lambda: a @ b), 2.0 * size**3
 
 
 def status_kb(key: str) -> int | None:
@@ -84,4 +123,4 @@ class PeakMemory:
         return max(peak_kb - self.baseline_kb, 0) / 1024
 
 
-__all__ = ["PeakMemory", "median_ms", "status_kb"]
+__all__ = ["PeakMemory", "interleaved_ms", "matmul_probe", "median_ms", "spread", "status_kb"]

@@ -9,6 +9,7 @@ from typing import Any
 from ptdit.cli.args import AccumulateList
 
 DEFAULT_MODELS = ("PT-DiT/XL", "DiT-XL/2", "PixArt-alpha-XL/2", "diffusers:PixArtTransformer2DModel")
+MEMORY_MODELS = ("PT-DiT/XL", "DiT-XL/2", "PixArt-alpha-XL/2")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,8 +17,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "bench",
         help="time PT-DiT against DiT, PixArt-alpha and diffusers' PixArtTransformer2DModel",
         description="Builds each model (random weights) and times the forward pass and a training step "
-        "(forward + loss + backward, no optimizer update): median of --repeats after --warmup calls. Reports peak "
-        "memory, throughput, forward GMACs (1 MAC = 1 FLOP), achieved GFLOP/s (2 x MAC) and, against the first "
+        "(forward + loss + backward, no optimizer update): after max(1, --warmup) warm-up calls per model, "
+        "--repeats interleaved rounds over all models (A, B, C, A, B, C, ...) next to a reference matmul; median and "
+        "min-max. Reports peak memory, throughput, forward GMACs (1 MAC = 1 FLOP), achieved GFLOP/s (2 x MAC), "
+        "their share of the matmul rate measured in the same rounds and, against the first "
         "model, time and FLOP ratios and the realised speedup = (t / t_first) / (flops / flops_first). Text models "
         "get --text-tokens unpadded random caption tokens (4096-d for the presets). "
         "'diffusers:PixArtTransformer2DModel' is built from config at the width and depth of the first ptdit model.",
@@ -25,11 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "what",
         nargs="?",
-        choices=("models", "pipeline", "data"),
+        choices=("models", "pipeline", "data", "memory"),
         default="models",
         help="models (default): networks side by side; pipeline: the released text-to-image pipeline at full size "
         "with random weights (T5-XXL, PT-DiT/XL, CausalVAE), time per stage and peak memory; data: samples/s of a "
-        "stored format through the training DataLoader (--format, --path, --workers)",
+        "stored format through the training DataLoader (--format, --path, --workers); memory: peak memory of one "
+        "training step per model and size, estimated on fake tensors (nothing allocated)",
     )
     _data_arguments(p)
     p.add_argument("--steps", type=int, default=30, help="pipeline: sampling steps")
@@ -38,22 +42,37 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--model",
         nargs="+",
         action=AccumulateList,
-        default=list(DEFAULT_MODELS),
+        default=None,
         metavar="NAME",
-        help="presets or diffusers:...",
+        help=f"presets or diffusers:... (default: {' '.join(DEFAULT_MODELS)}; memory: {' '.join(MEMORY_MODELS)})",
     )
     p.add_argument(
         "--resolution", nargs="+", action=AccumulateList, type=int, default=[512], metavar="R", help="image side, px"
     )
-    p.add_argument("--frames", type=int, default=1, help="video frames (1 = image)")
+    p.add_argument(
+        "--frames",
+        nargs="+",
+        action=AccumulateList,
+        type=int,
+        default=[1],
+        metavar="F",
+        help="video frames (1 = image); several only for memory",
+    )
     p.add_argument("--depth", type=int, help="override the presets' depth (quick CPU runs)")
     p.add_argument("--width", type=int, help="override the presets' width (heads keep the head dim unless --heads)")
     p.add_argument("--heads", type=int, help="override the number of heads")
     p.add_argument("--window", nargs=3, type=int, metavar=("PF", "PH", "PW"), help="PT-DiT window (default: paper's)")
     p.add_argument("--batch", type=int, help="batch size (default 1; data: 32)")
     p.add_argument("--text-tokens", type=int, default=120, help="caption length of text-conditional models")
+    _timing_arguments(p)
+    _memory_arguments(p)
+    p.add_argument("--json", action="store_true", help="print a JSON list, one object per (model, resolution, frames)")
+    p.set_defaults(func=run)
+
+
+def _timing_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=3, help="timed calls per measurement (median)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed calls before timing")
+    p.add_argument("--warmup", type=int, default=1, help="untimed calls per model before timing (at least 1 is run)")
     p.add_argument("--forward-only", action="store_true", help="skip the training step")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument(
@@ -62,13 +81,54 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="weights and inputs dtype (default: fp32 for models, bf16 for pipeline)",
     )
     p.add_argument(
+        "--profile",
+        type=int,
+        metavar="TOP",
+        help="instead of timing, profile each model's forward pass (torch.profiler, --repeats calls) and list the "
+        "TOP operators by self CPU time",
+    )
+    p.add_argument(
         "--window-report",
         action="store_true",
         help="instead of whole models, time window vs shifted-window attention (fast split path vs all-masked "
         "reference) at the first model's width",
     )
-    p.add_argument("--json", action="store_true", help="print a JSON list, one object per (model, resolution, frames)")
-    p.set_defaults(func=run)
+
+
+def _memory_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("memory (ptdit bench memory)")
+    g.add_argument(
+        "--precision",
+        choices=("bf16", "fp32"),
+        default="bf16",
+        help="bf16: autocast over fp32 weights, gradients, AdamW states and EMA (as train.precision: bf16); fp32",
+    )
+    g.add_argument(
+        "--checkpointing",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="per-block activation checkpointing on / off (default: both)",
+    )
+    g.add_argument(
+        "--foreach",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="AdamW's multi-tensor update, torch's default on CUDA (default: on); --no-foreach: CPU's per-tensor loop",
+    )
+    g.add_argument(
+        "--measure",
+        action="store_true",
+        help="also run the steps for real on the CPU and report the allocator's and the resident-set peaks next to "
+        "the estimate (small sizes only)",
+    )
+    g.add_argument(
+        "--vae",
+        action="store_true",
+        help="also estimate the per-step latent encoding with the released CausalVAE (tiled, bf16) at each size",
+    )
+    g.add_argument("--budget", type=float, default=64.0, help="accelerator memory in GiB for the 'fits' column")
+    g.add_argument("--plot", help="write a log-log plot of peak memory against tokens (.png/.svg/.pdf or a folder)")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing --plot file")
 
 
 def _data_arguments(p: argparse.ArgumentParser) -> None:
@@ -84,7 +144,7 @@ def _settings(args: argparse.Namespace) -> Any:
 
     return BenchSettings(
         resolution=args.resolution[0],
-        frames=args.frames,
+        frames=args.frames[0],
         depth=args.depth,
         width=args.width,
         heads=args.heads,
@@ -117,36 +177,55 @@ def _gmac(value: float) -> str:
     return f"{value:.1f}" if value >= 100 else f"{value:.4g}"
 
 
+def _range(spread: dict[str, float] | None) -> str:  # rows written before the spread was recorded have none
+    return "-" if spread is None else f"{spread['min']:.1f}-{spread['max']:.1f}"
+
+
 def print_table(rows: list[dict[str, Any]]) -> None:
     r0 = rows[0]
     print(
         f"device {r0['device']}, {r0['dtype']}, {r0['threads']} threads, batch {r0['batch']}, text tokens "
-        f"{r0['text_tokens']} (no padding), median of {r0['repeats']}; GMAC: forward, 1 MAC = 1 FLOP; "
-        "GFLOP/s: 2 x MAC"
+        f"{r0['text_tokens']} (no padding); median (min-max) of {r0['repeats']} interleaved rounds after "
+        f"{r0.get('warmup', 1)} warm-up call(s); GMAC: forward, 1 MAC = 1 FLOP; GFLOP/s: 2 x MAC"
     )
+    for res in dict.fromkeys(r["resolution"] for r in rows if "matmul_ms_spread" in r):
+        r = next(r for r in rows if r["resolution"] == res)
+        mm = r["matmul_ms_spread"]
+        print(
+            f"  {res} px: reference matmul {r['matmul_size']}^3 {r['dtype']}: {r['matmul_gflops_per_s']:.1f} GFLOP/s "
+            f"(median; {mm['min']:.3g}-{mm['max']:.3g} ms)"
+        )
     header = (
-        f"{'res':>5} {'tokens':>6} {'model':<34} {'D':>3} {'W':>5} {'fwd ms':>9} {'train ms':>9} {'peak MB':>8} "
-        f"{'GMAC':>9} {'GFLOP/s':>8} {'t/t0':>6} {'f/f0':>6} {'realised':>8}"
+        f"{'res':>5} {'tokens':>6} {'model':<34} {'D':>3} {'W':>5} {'fwd ms':>9} {'fwd min-max':>17} "
+        f"{'train ms':>9} {'train min-max':>17} {'peak MB':>8} {'GMAC':>9} {'GFLOP/s':>8} {'share':>6} "
+        f"{'t/t0':>6} {'f/f0':>6} {'realised':>8}"
     )
     print(header)
     print("-" * len(header))
     for r in rows:
         print(
             f"{r['resolution']:>5} {r['tokens']:>6} {r['model']:<34} {r['depth']:>3} {r['width']:>5} "
-            f"{r['forward_ms']:>9.1f} {_fmt(r['train_step_ms'], '9.1f'):>9} {_fmt(r['peak_memory_mb'], '8.0f'):>8} "
-            f"{_gmac(r['gmac']):>9} {r['forward_gflops_per_s']:>8.1f} {r['forward_time_ratio']:>6.2f} "
-            f"{r['flop_ratio']:>6.2f} {r['forward_realised_speedup']:>8.2f}"
+            f"{r['forward_ms']:>9.1f} {_range(r.get('forward_ms_spread')):>17} {_fmt(r['train_step_ms'], '9.1f'):>9} "
+            f"{_range(r.get('train_step_ms_spread')):>17} {_fmt(r['peak_memory_mb'], '8.0f'):>8} "
+            f"{_gmac(r['gmac']):>9} {r['forward_gflops_per_s']:>8.1f} "
+            f"{_fmt(r.get('forward_share_of_matmul'), '6.2f'):>6} "
+            f"{r['forward_time_ratio']:>6.2f} {r['flop_ratio']:>6.2f} {r['forward_realised_speedup']:>8.2f}"
         )
     if any(r["train_realised_speedup"] is not None for r in rows):
-        print("\ntraining step (forward + backward): time ratio, FLOP ratio, realised speedup vs the first model")
+        print(
+            "\ntraining step (forward + backward): time ratio, FLOP ratio, realised speedup vs the first model, "
+            "share of the matmul rate"
+        )
         for r in rows:
             print(
                 f"{r['resolution']:>5} {r['model']:<34} {_fmt(r['train_time_ratio'], '6.2f')} "
-                f"{_fmt(r['train_flop_ratio'], '6.2f')} {_fmt(r['train_realised_speedup'], '6.2f')}"
+                f"{_fmt(r['train_flop_ratio'], '6.2f')} {_fmt(r['train_realised_speedup'], '6.2f')} "
+                f"{_fmt(r.get('train_share_of_matmul'), '6.2f')}"
             )
     print(
-        "\nt/t0, f/f0: forward time and FLOPs relative to the first model; realised = (t/t0) / (f/f0), i.e. for "
-        "PT-DiT first: (t_baseline / t_ptdit) / (flops_baseline / flops_ptdit); 1.0 = FLOP saving fully realised"
+        "\nshare: achieved GFLOP/s over the reference matmul's, timed in the same rounds; t/t0, f/f0: forward time "
+        "and FLOPs relative to the first model; realised = (t/t0) / (f/f0), i.e. for PT-DiT first: "
+        "(t_baseline / t_ptdit) / (flops_baseline / flops_ptdit); 1.0 = FLOP saving fully realised"
     )
 
 
@@ -200,9 +279,45 @@ def run_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_profile(args: argparse.Namespace) -> int:
+    from ptdit.bench.harness import DIFFUSERS_PIXART, profile_forward, replace_settings
+
+    if args.profile < 1:
+        raise ValueError(f"--profile takes the number of operators to list (>= 1), got {args.profile}")
+    if DIFFUSERS_PIXART in args.model:
+        raise ValueError(f"--profile takes ptdit presets; drop {DIFFUSERS_PIXART}")
+    settings = _settings(args)
+    settings.validate()
+    reports = [
+        profile_forward(name, replace_settings(settings, resolution=r), top=args.profile)
+        for r in args.resolution
+        for name in args.model
+    ]
+    if args.json:
+        print(json.dumps(reports, indent=2))
+        return 0
+    for rep in reports:
+        print(
+            f"\n{rep['model']} at {rep['resolution']} px x {rep['frames']}, width {rep['width']}, depth "
+            f"{rep['depth']}, {rep['dtype']}: profiled forward {rep['forward_ms']:.1f} ms (self CPU time summed)"
+        )
+        print(f"  {'operator':<48} {'calls':>6} {'self ms':>9} {'share':>6}")
+        for op in rep["ops"]:
+            print(f"  {op['op'][:48]:<48} {op['calls']:>6} {op['self_ms']:>9.1f} {op['share']:>6.1%}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     if args.what == "data":
         return run_data(args)
+    args.model_given = args.model is not None
+    if args.what == "memory":
+        from ptdit.cli.bench_memory import run_memory
+
+        return run_memory(args)
+    args.model = args.model or list(DEFAULT_MODELS)
+    if len(args.frames) != 1:
+        raise ValueError(f"bench {args.what} takes one --frames value, got {args.frames}; several are for memory")
     if args.what == "pipeline":
         from ptdit.cli.bench_pipeline import run_pipeline
 
@@ -210,6 +325,8 @@ def run(args: argparse.Namespace) -> int:
     _check_models(args.model)
     if args.window_report:
         return run_window_report(args)
+    if args.profile is not None:
+        return run_profile(args)
     from ptdit.bench.harness import run_benchmarks
 
     if any(r < 1 for r in args.resolution):

@@ -1,5 +1,12 @@
-"""`ptdit demo`: the main job. Trains a small PT-DiT on a built-in dataset for a few minutes on this machine,
-samples with the EMA weights, scores the samples with the dataset's oracle and writes runs/demo/report.html."""
+"""`ptdit demo`: the main job. Trains a small PT-DiT on a built-in dataset for a fixed number of steps
+(`train.max_steps` of configs/demo-TASK.yaml, sized to fit 5 minutes for t2i and 10 for t2v / t2mv on an idle
+2-core CPU), samples with the EMA weights, scores the samples with the dataset's oracle and writes
+runs/demo/report.html.
+
+The result is a function of the config and its seeds, not of the machine's speed: the number of steps is fixed
+and the demo pins its CPU thread count (`train.num_threads`), since 1 and 2 threads give different weights
+(reductions are split differently). `--minutes` is an optional cap that breaks this, and says so.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,7 @@ import json
 import math
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -22,14 +30,19 @@ DEMO_MARKER = ".ptdit-demo"  # marks a folder `ptdit demo` made, and so may repl
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="train a small PT-DiT for ~5 minutes and write an HTML report")
+    p = sub.add_parser("demo", help="train a small PT-DiT for a fixed number of steps and write an HTML report")
     p.add_argument(
         "--task",
         choices=sorted(DEMO_CONFIGS),
         default="t2i",
         help="t2i: shapes images; t2v: moving-shapes clips; t2mv: turntable views",
     )
-    p.add_argument("--minutes", type=positive_float, default=5.0, help="training time budget")
+    p.add_argument(
+        "--minutes",
+        type=positive_float,
+        help="optional cap on the training time; the demo otherwise trains a fixed number of steps, and with a cap "
+        "its result depends on this machine's speed",
+    )
     p.add_argument("--out", help="run folder (default runs/demo, or runs/demo-TASK); a previous demo there is replaced")
     p.add_argument(
         "--processes", type=positive_int, help="training processes (torchrun + DDP, one thread each); default 1"
@@ -67,13 +80,14 @@ def default_processes() -> int:
 def run_demo(
     task: str = "t2i",
     *,
-    minutes: float = 5.0,
+    minutes: float | None = None,
     out_dir: str | Path | None = None,
     overrides: list[str] | None = None,
     eval_prompts: int | None = None,
     processes: int | None = None,
 ) -> DemoResult:
-    """Trains for `minutes`, evaluates with the oracle and writes the report. Returns the metrics."""
+    """Trains `train.max_steps` steps (at most `minutes`, if given), evaluates with the oracle and writes the
+    report. Returns the metrics."""
     from ptdit.eval.oracle import evaluate_with_oracle
     from ptdit.eval.previews import sample_prompts
     from ptdit.eval.report import write_report
@@ -113,7 +127,7 @@ def run_demo_benchmark(cfg: Any, pipe: Any, out: Path) -> dict[str, Any]:
 
 
 def train_demo_model(
-    task: str, *, minutes: float, out_dir: str | Path | None, overrides: list[str] | None, processes: int | None
+    task: str, *, minutes: float | None, out_dir: str | Path | None, overrides: list[str] | None, processes: int | None
 ) -> tuple[Any, Any, Path]:
     """Validates the demo's arguments (before touching any folder), then trains. Returns (config, result, out)."""
     import torch
@@ -129,13 +143,13 @@ def train_demo_model(
 
     if task not in DEMO_CONFIGS:
         raise ValueError(f"unknown demo task {task!r}; choose one of {sorted(DEMO_CONFIGS)}")
-    if not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes > 0):
+    if minutes is not None and not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes > 0):
         raise ValueError(f"--minutes must be a positive number, got {minutes}")
     out = Path(out_dir or ("runs/demo" if task == "t2i" else f"runs/demo-{task}"))
     processes = default_processes() if processes is None else processes
     if processes < 1:
         raise ValueError(f"--processes must be >= 1, got {processes}")
-    overrides = [f"train.max_minutes={minutes}", *(overrides or [])]
+    overrides = [*([f"train.max_minutes={minutes}"] if minutes is not None else []), *(overrides or [])]
     if processes > 1:
         overrides += ["train.parallel=ddp", "train.num_threads=1"]
     cfg = load_train_config(config_path(DEMO_CONFIGS[task]), overrides)
@@ -143,6 +157,7 @@ def train_demo_model(
     build_dataset(cfg)  # checks data.options
     check_device(cfg.train.device)
     check_writable(out)
+    _warn_if_machine_dependent(cfg, processes)
     # Everything is valid: only now is a previous demo run removed.
     _clear_previous_run(out)
     out.mkdir(parents=True)
@@ -151,6 +166,23 @@ def train_demo_model(
         evaluate = make_training_evaluator(cfg) if cfg.train.eval_every else None
         return cfg, train(cfg, out, preview=write_sample_grid, evaluate=evaluate), out
     return cfg, train_in_processes(config_path(DEMO_CONFIGS[task]), overrides, out, processes), out
+
+
+def _warn_if_machine_dependent(cfg: Any, processes: int) -> None:
+    """A time cap makes the demo's result depend on the machine's speed; so do several processes."""
+    if cfg.train.max_minutes is not None:
+        warnings.warn(
+            f"training stops after {cfg.train.max_minutes:g} minutes if its {cfg.train.max_steps} steps are not "
+            "done by then, so the result depends on this machine's speed (without --minutes every machine trains "
+            "the same model)",
+            stacklevel=2,
+        )
+    if processes > 1:
+        warnings.warn(
+            f"{processes} single-threaded processes round differently from the default single process with "
+            f"{cfg.train.num_threads or 'default'} threads, so the weights differ slightly from a default demo's",
+            stacklevel=2,
+        )
 
 
 def demo_metrics(
@@ -164,6 +196,8 @@ def demo_metrics(
         "dataset": cfg.data.dataset,
         "oracle_accuracy": round(float(scores.mean()), 4),
         "train_seconds": round(result.train_seconds, 1),
+        "max_steps": cfg.train.max_steps,
+        "stopped_by": result.stopped_by,
         "steps": result.steps,
         "samples_seen": result.samples_seen,
         "samples_per_second": round(result.samples_seen / max(result.train_seconds, 1e-9), 2),
@@ -210,6 +244,8 @@ def run(args: argparse.Namespace) -> int:
         f"({m['steps']} steps in {m['train_seconds']:.0f} s, {m['samples_per_second']:.1f} samples/s, "
         f"{m['parameters']:,} parameters)"
     )
+    if m["stopped_by"] == "max_minutes":
+        print(f"training stopped by the --minutes cap after {m['steps']} of {m['max_steps']} steps")
     bench, fd = m["benchmark"], m["shapes_fd"]
     lo, hi = bench["overall"]["ci95"]
     fd_text = f"; shapes-FD {fd['shapes_fd']:.3f} (real-vs-real {fd['real_floor']:.3f})" if fd else ""

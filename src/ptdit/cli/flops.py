@@ -79,18 +79,18 @@ def _check_args(args: argparse.Namespace) -> None:
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 
-def plot_path(given: str, overwrite: bool = False) -> Path:
-    """Where `--plot` writes: inside a folder as flops.png (flops-N.png if taken), else the file itself, which
+def plot_path(given: str, overwrite: bool = False, *, stem: str = "flops") -> Path:
+    """Where `--plot` writes: inside a folder as `stem`.png (`stem`-N.png if taken), else the file itself, which
     must not exist yet unless `overwrite`."""
     from ptdit.io import check_writable
     from ptdit.optional import require
 
     path = Path(given)
     if path.is_dir() or given.endswith(("/", "\\")):
-        path = path / "flops.png"
+        path = path / f"{stem}.png"
         n = 1
         while path.exists():
-            path, n = path.with_name(f"flops-{n}.png"), n + 1
+            path, n = path.with_name(f"{stem}-{n}.png"), n + 1
     elif path.suffix.lower() not in PLOT_SUFFIXES:
         raise ValueError(f"--plot {given}: give a file ending in {', '.join(PLOT_SUFFIXES)}, or an existing folder")
     elif path.exists() and not overwrite:

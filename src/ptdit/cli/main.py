@@ -15,11 +15,11 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from ptdit.cli import bench, cache, convert, data, demo, flops, models, sample, train
+from ptdit.cli import bench, cache, convert, data, demo, flops, models, sample, study, train
 from ptdit.cli import eval as evaluate  # `eval` would shadow the builtin here
 from ptdit.cli.args import OneLineParser
 
-SUBCOMMANDS = (models, convert, demo, data, cache, train, sample, evaluate, flops, bench)
+SUBCOMMANDS = (models, convert, demo, data, cache, train, sample, evaluate, flops, bench, study)
 USER_ERRORS = (ValueError, ImportError, OSError, KeyError)
 DEBUG_HINT = "set PTDIT_DEBUG=1 for the traceback"
 

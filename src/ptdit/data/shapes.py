@@ -216,14 +216,25 @@ class ShapesDataset(ProceduralDataset):
         seed: dataset seed.
         num_samples: the dataset length.
         min_objects: fewest objects per image (>= 1).
-        max_objects: most objects per image (<= 4; the number is uniform in [min_objects, max_objects]).
+        max_objects: most objects per image (<= 4; the number is uniform in [min_objects, max_objects] unless
+            `count_weights` is given).
+        count_weights: relative weights of the object counts min_objects, ..., max_objects (one per count, not
+            all zero), e.g. `[2, 5, 2, 1]` for 1 to 4 objects with half of the images holding two. None (the
+            default): uniform, with exactly the draws of the datasets made before this option existed.
     """
 
     name = "shapes"
     min_size = 24  # below this two large shapes no longer fit in opposite cells with the required gap
 
     def __init__(
-        self, *, size: int = 32, seed: int = 0, num_samples: int = 100_000, min_objects: int = 1, max_objects: int = 2
+        self,
+        *,
+        size: int = 32,
+        seed: int = 0,
+        num_samples: int = 100_000,
+        min_objects: int = 1,
+        max_objects: int = 2,
+        count_weights: list[float] | tuple[float, ...] | None = None,
     ) -> None:
         super().__init__(size=size, seed=seed, num_samples=num_samples)
         if not isinstance(min_objects, int) or not 1 <= min_objects <= 4:
@@ -231,10 +242,14 @@ class ShapesDataset(ProceduralDataset):
         if not isinstance(max_objects, int) or not min_objects <= max_objects <= 4:
             raise ValueError(f"max_objects must be an int in [min_objects={min_objects}, 4], got {max_objects!r}")
         self.min_objects, self.max_objects = min_objects, max_objects
+        self.count_probs = _count_probs(count_weights, max_objects - min_objects + 1)
 
     def sample_spec(self, index: int) -> dict[str, Any]:
         rng = self.rng(index)
-        count = int(rng.integers(self.min_objects, self.max_objects + 1))
+        if self.count_probs is None:
+            count = int(rng.integers(self.min_objects, self.max_objects + 1))
+        else:
+            count = self.min_objects + int(rng.choice(len(self.count_probs), p=self.count_probs))
         sizes = [SIZES[i] for i in rng.integers(len(SIZES), size=count)]
         colors = [list(COLORS)[i] for i in rng.integers(len(COLORS), size=count)]
         shapes = [SHAPES[i] for i in rng.integers(len(SHAPES), size=count)]
@@ -256,6 +271,23 @@ class ShapesDataset(ProceduralDataset):
             cx, cy = grid_center(obj["position"], half, self.size, self.scale)
             rasterize_shape(canvas[0], obj["shape"], cx, cy, half, COLORS[obj["color"]])
         return canvas
+
+
+def _count_probs(weights: list[float] | tuple[float, ...] | None, counts: int) -> np.ndarray | None:
+    """Validated `count_weights` as probabilities (float64, summing to 1), or None for uniform counts."""
+    if weights is None:
+        return None
+    if not isinstance(weights, (list, tuple)) or len(weights) != counts:
+        raise ValueError(
+            f"count_weights must be a list of {counts} weights (one per count from min_objects to max_objects), "
+            f"got {weights!r}"
+        )
+    if not all(isinstance(w, (int, float)) and not isinstance(w, bool) and np.isfinite(w) and w >= 0 for w in weights):
+        raise ValueError(f"count_weights must be finite numbers >= 0, got {weights!r}")
+    total = float(sum(weights))
+    if total <= 0:
+        raise ValueError(f"count_weights must not all be zero, got {weights!r}")
+    return np.asarray(weights, dtype=np.float64) / total
 
 
 # --------------------------------------------------------------------------------------------------------------

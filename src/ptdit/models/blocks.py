@@ -12,6 +12,7 @@ renaming; `proxy_scale_shift_table` modulates the shifted-window branch despite 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +44,9 @@ class PTDiTBlock(nn.Module):
         drop_padded_proxies: on a padded layout (docs/architecture.md#padding-and-masking), True leaves the
             proxies of all-padding groups out of GIIM (no mask, fused kernels stay eligible); False keeps them
             and masks them as keys (reference path); both give the same result.
+        branch_recorder: None (default), or a function `(name, x_BMWD, update_BMWD)` called with each branch's
+            update and the residual stream it is added to ("giim", "window", "shifted_window", "text", "ffn");
+            set by `ptdit.models.probes.record_branches` (docs/study.md#hooks). It never changes the output.
     """
 
     def __init__(self, config: PTDiTConfig) -> None:
@@ -52,6 +56,7 @@ class PTDiTBlock(nn.Module):
         self.split_shifted_windows: bool | None = None
         self.proxy_generator: torch.Generator | None = None
         self.drop_padded_proxies = True
+        self.branch_recorder: Callable[[str, torch.Tensor, torch.Tensor], None] | None = None
         self.scale_shift_table = _table(6, D)  # T6: shift/scale/gate of window attention, then of the MLP
 
         # 1. Global information interaction (GIIM)
@@ -104,22 +109,28 @@ class PTDiTBlock(nn.Module):
 
         # 1. Global information interaction: proxies from the block input, no modulation, no gate
         if self.config.use_global_interaction:
-            x_BMWD = x_BMWD + self.global_interaction(x_BMWD, layout)
+            x_BMWD = self._add("giim", x_BMWD, self.global_interaction(x_BMWD, layout))
 
         # 2. Texture complement: window attention, then shifted-window attention
         if self.config.use_window_attention:
             h_BMWD = modulate(self.norm1(x_BMWD), shift_msa, scale_msa)
-            x_BMWD = x_BMWD + gate_msa * self.window_attention(h_BMWD, layout)
+            x_BMWD = self._add("window", x_BMWD, gate_msa * self.window_attention(h_BMWD, layout))
         if self.config.use_shifted_window:
-            x_BMWD = x_BMWD + self.shifted_window_attention(x_BMWD, t6_B6D, layout)
+            x_BMWD = self._add("shifted_window", x_BMWD, self.shifted_window_attention(x_BMWD, t6_B6D, layout))
 
         # 3. Text cross-attention (PixArt style: query not normalised, no gate, no modulation)
         if self.config.conditioning == "text":
             x_BLD = x_BMWD.reshape(B, M * W, D)
-            x_BMWD = x_BMWD + self.attn2(x_BLD, ctx_BSD, mask=ctx_mask_B1S).view(B, M, W, D)
+            x_BMWD = self._add("text", x_BMWD, self.attn2(x_BLD, ctx_BSD, mask=ctx_mask_B1S).view(B, M, W, D))
 
         # 4. FFN
-        return x_BMWD + gate_mlp * self.ff(modulate(self.norm2(x_BMWD), shift_mlp, scale_mlp))
+        return self._add("ffn", x_BMWD, gate_mlp * self.ff(modulate(self.norm2(x_BMWD), shift_mlp, scale_mlp)))
+
+    def _add(self, name: str, x_BMWD: torch.Tensor, update_BMWD: torch.Tensor) -> torch.Tensor:
+        """The residual add of one branch, shown to `branch_recorder` when one is set."""
+        if self.branch_recorder is not None:
+            self.branch_recorder(name, x_BMWD, update_BMWD)
+        return x_BMWD + update_BMWD
 
     def global_interaction(self, x_BMWD: torch.Tensor, layout: WindowLayout) -> torch.Tensor:
         """GIIM (Eq. 1): proxies attend globally, then pass the information back to every token."""

@@ -70,6 +70,7 @@ class ProgressBar:
 
         self.enabled, self.total, self.tty = enabled, total, sys.stderr.isatty()
         self.every, self.last_print = max(total // 20, 1), time.perf_counter()
+        self.start, self.started = start, self.last_print
         self.bar = tqdm(total=total, initial=start, unit="step", disable=not (enabled and self.tty), dynamic_ncols=True)
 
     def update(self, step: int, record: dict[str, Any]) -> None:
@@ -82,10 +83,18 @@ class ProgressBar:
             self.last_print = time.perf_counter()
             print(
                 f"step {step}/{self.total}  loss {record['loss']:.4f}  {record['samples_per_second']:.1f} samples/s  "
-                f"{record['elapsed_seconds']:.0f}s",
+                f"{record['elapsed_seconds']:.0f}s  ETA {self.eta(step)}",
                 file=sys.stderr,
                 flush=True,
             )
+
+    def eta(self, step: int) -> str:
+        """Time left at this invocation's mean speed so far, as m:ss (tqdm shows its own on a terminal)."""
+        done = step - self.start
+        if done <= 0:
+            return "?"
+        left = round((time.perf_counter() - self.started) / done * (self.total - step))
+        return f"{left // 60}:{left % 60:02d}"
 
     def close(self) -> None:
         self.bar.close()
@@ -183,6 +192,14 @@ class RunLog:
             self.bar.bar.write(f"step {step} evaluation: {shown}")
         else:
             print(f"step {step} evaluation: {shown}", file=sys.stderr, flush=True)
+
+    def eta(self, step: int) -> str:
+        """Time left at this invocation's mean speed so far, as m:ss (tqdm shows its own on a terminal)."""
+        done = step - self.start
+        if done <= 0:
+            return "?"
+        left = round((time.perf_counter() - self.started) / done * (self.total - step))
+        return f"{left // 60}:{left % 60:02d}"
 
     def close(self) -> None:
         self.bar.close()
