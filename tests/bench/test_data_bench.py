@@ -32,3 +32,15 @@ def test_export_and_bench_errors_are_one_line(tmp_path, capsys):
     assert "--path" in capsys.readouterr().err
     code = main(["bench", "data", "--format", "cache", "--path", str(tmp_path)])
     assert code == 2 and "cache" in capsys.readouterr().err
+
+
+def test_bench_reads_a_feature_cache(tmp_path, capsys):
+    from ptdit.train.cache import CacheOptions, write_cache
+    from tests.helpers.train import tiny_train_config
+
+    cfg = tiny_train_config("data.options.num_samples=12")
+    write_cache(cfg, tmp_path / "cache", CacheOptions(shard_size=5), show_progress=False)
+    args = ["bench", "data", "--format", "cache", "--path", str(tmp_path / "cache"), "--batch", "4", "--batches", "2"]
+    assert main([*args, "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["samples"] == 12 and row["dataset"] == "cache" and row["samples_per_second"] > 0

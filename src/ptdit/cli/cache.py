@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"cached {manifest['num_samples']} samples in {len(manifest['shards'])} shard(s) under {args.out} "
               f"(content hash {manifest['content_hash'][:16]})")  # fmt: skip
+        where = f"stages.{args.stage}.data.path" if args.stage else "data.path"
         print(f"train from it: {ptdit_command()} train --config {args.config} --set data.dataset=cache "
-              f"--set data.path={args.out} --out RUN")  # fmt: skip
+              f"--set {where}={args.out} --out RUN")  # fmt: skip
     return 0

@@ -69,4 +69,24 @@ def bucket_assignment(
     return list(keys), assignment  # type: ignore[arg-type]
 
 
-__all__ = ["bucket_assignment", "bucket_multiples", "bucket_shapes"]
+def cached_buckets(cfg: TrainConfig, cache: Any, vae: Any = None) -> tuple[list[tuple[int, int, int]], list[int]]:
+    """(bucket shapes, bucket of each sample) that a bucketed feature cache recorded, checked against the shapes
+    this run's model can train on (its window must tile every bucket)."""
+    recorded = cache.buckets()
+    if recorded is None:
+        raise ValueError(
+            "data.buckets=pixart but the feature cache holds one size; write the cache from a config with "
+            "data.buckets=pixart (ptdit cache --set data.buckets=pixart), or set data.buckets=none"
+        )
+    shapes, assignment = recorded
+    images, frame_choices = bucket_shapes(cfg, int(cache.manifest["frames"]), vae)
+    for height, width, frames in shapes:
+        if (height, width) not in images or frames not in frame_choices:
+            raise ValueError(
+                f"the feature cache's bucket {height}x{width}x{frames} is not one this model's window tiles; write "
+                "the cache from this config (ptdit cache, with --stage NAME for a staged config)"
+            )
+    return shapes, assignment
+
+
+__all__ = ["bucket_assignment", "bucket_multiples", "bucket_shapes", "cached_buckets"]

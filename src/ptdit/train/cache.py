@@ -1,7 +1,9 @@
 """`ptdit cache`: encode a training config's dataset once into a feature cache (docs/data.md#feature-caches).
 
 The config's dataset, text encoder and VAE are built exactly as training builds them; each shard of
-`shard_size` consecutive samples is encoded and written atomically. A rerun of the same command skips the shards
+`shard_size` consecutive samples is encoded and written atomically. With `data.buckets=pixart` each sample is
+encoded at its bucket's shape (the raw bucketed path's own resize / crop: the dataset's `(index, shape)` items) and
+a shard holds one bucket (docs/data.md#caches-of-bucketed-data). A rerun of the same command skips the shards
 that exist (resume after an interruption); under torchrun, rank r writes the shards i with i % world_size == r.
 Rank 0 writes the manifest (first incomplete, then with every shard's sha256 and the content hash).
 """
@@ -9,12 +11,12 @@ Rank 0 writes the manifest (first incomplete, then with every shard's sha256 and
 from __future__ import annotations
 
 import hashlib
-import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -61,14 +63,48 @@ def _null(enc: _Encoders) -> dict[str, torch.Tensor] | None:
     return {"context": emb_BSE.float().cpu(), "context_mask": mask_BS.cpu()}
 
 
-def _spec(cfg: TrainConfig, enc: _Encoders, options: CacheOptions, dataset: Any, device: torch.device) -> dict:
+@dataclass(frozen=True)
+class _Plan:
+    """The shards: each one's source sample indices and bucket (None without buckets), and the bucket table."""
+
+    shards: list[tuple[list[int], int | None]]
+    buckets: dict[str, Any] | None
+
+
+def _plan(cfg: TrainConfig, dataset: Any, enc: _Encoders, options: CacheOptions, device: torch.device) -> _Plan:
+    """Consecutive samples per shard; with buckets, each bucket's samples (ascending index) cut into shards."""
+    num = len(dataset) if options.num is None else min(options.num, len(dataset))
+    size = options.shard_size
+    if cfg.data.buckets == "none":
+        return _Plan([(list(range(i, min(num, i + size))), None) for i in range(0, num, size)], None)
+    if not hasattr(dataset, "media_shape"):
+        raise ValueError(f"data.buckets=pixart needs stored data (webdataset, parquet, folders), not "
+                         f"{cfg.data.dataset!r}; set data.buckets=none")  # fmt: skip
+    from ptdit.train.buckets import bucket_assignment
+
+    shapes, assignment = bucket_assignment(cfg, dataset, enc.vae)
+    assignment = assignment[:num]
+    shards: list[tuple[list[int], int | None]] = []
+    for bucket in range(len(shapes)):
+        members = [int(i) for i in np.flatnonzero(assignment == bucket)]
+        shards += [(members[k : k + size], bucket) for k in range(0, len(members), size)]
+    latents = []
+    for height, width, frames in shapes:  # the latent shape of each bucket, from the VAE itself
+        zeros = torch.zeros(1, 3, frames, height, width, device=device)
+        latents.append(list(enc.vae.encode_distribution(zeros)[0].shape[1:]))
+    table = {"shapes": [list(s) for s in shapes], "latent_shapes": latents, "assignment": assignment.tolist()}
+    return _Plan(shards, table)
+
+
+def _spec(cfg: TrainConfig, enc: _Encoders, options: CacheOptions, dataset: Any, plan: _Plan,
+          device: torch.device) -> dict:  # fmt: skip
     """What the cache encodes: everything a training config must match, and how it is stored."""
     from ptdit.encoders.fingerprint import encoder_fingerprint
 
     pixels = dataset[0]["pixels"]
     frames, height, width = (int(n) for n in pixels.shape[1:])
     latent_shape = list(enc.vae.encode_distribution(pixels[None].to(device))[0].shape[1:])
-    num = len(dataset) if options.num is None else min(options.num, len(dataset))
+    num = sum(len(indices) for indices, _ in plan.shards)
     text, null = None, _null(enc)
     if enc.text is not None and null is not None:
         text = {"name": cfg.pipeline.text_encoder, "max_length": cfg.pipeline.text_max_length, "dim": enc.text.dim,
@@ -81,9 +117,9 @@ def _spec(cfg: TrainConfig, enc: _Encoders, options: CacheOptions, dataset: Any,
         "dataset": {"name": cfg.data.dataset, "size": cfg.data.size, "seed": cfg.data.seed,
                     "options": dict(cfg.data.options)},
         "frames": frames, "pixel_shape": [3, frames, height, width],
-        "latent_shape": latent_shape,
-        "preprocessing": {"pixels": "dataset resize / center-crop to data.size, scaled to [-1, 1]",
-                          "flip": options.flip},
+        "latent_shape": latent_shape, "buckets": plan.buckets,
+        "preprocessing": {"pixels": "dataset resize / center-crop to data.size (or the sample's bucket), scaled to "
+                                    "[-1, 1]", "flip": options.flip},
         "text_encoder": text, "vae": vae, "flip": options.flip, "dtype": options.dtype,
         "num_samples": num, "shard_size": options.shard_size,
     }  # fmt: skip
@@ -111,15 +147,18 @@ def _encode_batch(enc: _Encoders, items: list[dict[str, Any]], options: CacheOpt
     if "label" in items[0]:
         out["label"] = [torch.tensor([int(it["label"]) for it in items])]
     out["index"] = [torch.tensor([int(it.get("index", -1)) for it in items])]
+    out["skipped"] = [torch.tensor([int(it.get("skipped", 0)) for it in items])]
     return out
 
 
-def _write_one(path: Path, dataset: Any, first: int, stop: int, enc: _Encoders, options: CacheOptions,
+def _write_one(path: Path, dataset: Any, indices: list[int], shape: Any, enc: _Encoders, options: CacheOptions,
                device: torch.device, bar: Any) -> None:  # fmt: skip
+    """One shard: `indices` of the dataset, at the bucket `shape` (height, width, frames) when given."""
     parts: dict[str, list[torch.Tensor]] = {}
     captions: list[str] = []
-    for start in range(first, stop, options.batch_size):
-        items = [dataset[i] for i in range(start, min(stop, start + options.batch_size))]
+    for start in range(0, len(indices), options.batch_size):
+        chunk = indices[start : start + options.batch_size]
+        items = [dataset[i if shape is None else (i, shape)] for i in chunk]
         for key, values in _encode_batch(enc, items, options, device).items():
             parts.setdefault(key, []).extend(values)
         captions += [it.get("caption", "") for it in items]
@@ -157,9 +196,13 @@ def _start(out: Path, spec: dict[str, Any], null: dict[str, torch.Tensor] | None
     write_json(out / MANIFEST, {**spec, "complete": False})
 
 
-def _finish(out: Path, spec: dict[str, Any], counts: list[int]) -> dict[str, Any]:
+def _finish(out: Path, spec: dict[str, Any], plan: _Plan) -> dict[str, Any]:
     """Rank 0: every shard's sha256, and the content hash over the spec, the null condition and the shards."""
-    shards = [{"name": shard_name(i), "count": n, "sha256": _sha256(out / shard_name(i))} for i, n in enumerate(counts)]
+    shards = []
+    for i, (indices, bucket) in enumerate(plan.shards):
+        shards.append({"name": shard_name(i), "count": len(indices), "sha256": _sha256(out / shard_name(i))})
+        if bucket is not None:
+            shards[-1]["bucket"] = bucket
     digest = hashlib.sha256(repr(sorted(spec.items())).encode())
     if (out / NULL_NAME).is_file():
         digest.update(_sha256(out / NULL_NAME).encode())
@@ -184,25 +227,22 @@ def _load_encoders(cfg: TrainConfig, info: DistInfo, scratch: Path) -> _Encoders
     return _Encoders(vae=vae, text=text, conditioning=model_config.conditioning)
 
 
-def shard_counts(num: int, shard_size: int) -> list[int]:
-    """Samples per shard: `shard_size` each, the last one the rest."""
-    return [min(shard_size, num - i * shard_size) for i in range(math.ceil(num / shard_size))]
-
-
-def _encode_shards(out: Path, dataset: Any, enc: _Encoders, options: CacheOptions, info: DistInfo, show: bool):
+def _encode_shards(out: Path, dataset: Any, enc: _Encoders, plan: _Plan, options: CacheOptions, info: DistInfo,
+                   show: bool) -> None:  # fmt: skip
     """This rank's shards (i % world_size == rank), skipping those already written, with a progress bar."""
     from tqdm import tqdm
 
-    counts = shard_counts(read_json(out / MANIFEST)["num_samples"], options.shard_size)
+    counts = [len(indices) for indices, _ in plan.shards]
     mine = [i for i in range(len(counts)) if i % info.world_size == info.rank]
     todo = [i for i in mine if not (out / shard_name(i)).is_file()]
     done = sum(counts[i] for i in mine if i not in todo)
+    shapes = plan.buckets["shapes"] if plan.buckets else None
     with tqdm(total=sum(counts[i] for i in mine), initial=done, unit="sample", desc="ptdit cache",
               disable=not (show and info.is_main)) as bar:  # fmt: skip
         for i in todo:
-            first = i * options.shard_size
-            _write_one(out / shard_name(i), dataset, first, first + counts[i], enc, options, info.device, bar)
-    return counts
+            indices, bucket = plan.shards[i]
+            shape = None if bucket is None or shapes is None else tuple(shapes[bucket])
+            _write_one(out / shard_name(i), dataset, indices, shape, enc, options, info.device, bar)
 
 
 def write_cache(cfg: TrainConfig, out: str | Path, options: CacheOptions, *, show_progress: bool = True) -> dict:
@@ -216,17 +256,18 @@ def write_cache(cfg: TrainConfig, out: str | Path, options: CacheOptions, *, sho
         dataset = build_dataset(cfg)
         with tempfile.TemporaryDirectory(prefix="ptdit-cache-") as scratch:
             enc = _load_encoders(cfg, info, Path(scratch))
-            spec = _spec(cfg, enc, options, dataset, info.device)
+            plan = _plan(cfg, dataset, enc, options, info.device)
+            spec = _spec(cfg, enc, options, dataset, plan, info.device)
             if info.is_main:
                 _start(out, spec, _null(enc))
             _barrier(info)
-            counts = _encode_shards(out, dataset, enc, options, info, show_progress)
+            _encode_shards(out, dataset, enc, plan, options, info, show_progress)
         _barrier(info)
-        manifest = _finish(out, spec, counts) if info.is_main else {}
+        manifest = _finish(out, spec, plan) if info.is_main else {}
         _barrier(info)
         return manifest if info.is_main else read_json(out / MANIFEST)
     finally:
         teardown_distributed()
 
 
-__all__ = ["CacheOptions", "shard_counts", "write_cache"]
+__all__ = ["CacheOptions", "write_cache"]

@@ -197,6 +197,17 @@ def _parse_value(key: str, text: str) -> Any:
         ) from None
 
 
+def _set_stage(stages: list[Any], key: str, name: str, field: str, value: Any) -> None:
+    """`--set stages.NAME.KEY=VALUE`: sets KEY (a stage key, e.g. data.path) of the stage named NAME
+    (docs/training.md#stages); the stage keys are checked with the stages."""
+    names = [str(s.get("name", f"stage-{i + 1}")) if isinstance(s, dict) else "" for i, s in enumerate(stages)]
+    if name not in names or not field:
+        raise ValueError(
+            f"--set {key}: use stages.NAME.KEY=VALUE with NAME one of {names}, e.g. stages.{names[-1]}.data.path=DIR"
+        )
+    stages[names.index(name)][field] = value
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Applies `section.key=value` overrides (values parsed as YAML scalars / lists) to a copy of a config mapping."""
     data = copy.deepcopy(data)
@@ -208,6 +219,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         parts = key.split(".")
         if len(parts) < 2 or not all(parts):
             raise ValueError(f"--set key must be section.key (e.g. train.max_steps), got {key!r}")
+        if parts[0] == "stages" and isinstance(data.get("stages"), list):
+            _set_stage(data["stages"], key, parts[1], ".".join(parts[2:]), _parse_value(key, value))
+            continue
         node = data
         for depth, part in enumerate(parts[:-1]):
             node = node.setdefault(part, {})

@@ -113,6 +113,8 @@ def check_cache_config(cache: FeatureCache, cfg: TrainConfig) -> None:
             value = source["options"].get(key)
             checks.append((f"data.options.{key}", value, options.get(key), f"set data.options.{key}={value}"))
         checks.append(("data.seed", source["seed"], cfg.data.seed, f"set data.seed={source['seed']}"))
+    bucketed = "pixart" if m.get("buckets") else "none"
+    checks.append(("data.buckets", bucketed, cfg.data.buckets, f"set data.buckets={bucketed}"))
     for what, cached, configured, fix in checks:
         if cached != configured:
             raise _mismatch(what, cached, configured, fix)
@@ -133,6 +135,50 @@ def open_cache(cfg: TrainConfig) -> FeatureCache:
     return cache
 
 
+class DeferredTextEncoder:
+    """The text encoder of a run that trains from a feature cache: loaded on first use (a preview or evaluation
+    prompt), since every training embedding is in the cache and a T5-XXL load takes minutes
+    (docs/data.md#feature-caches). Its width and length are the cache's; the empty prompt's embedding (the
+    null condition) is the cache's stored one; its fingerprint is checked against the cache's when it loads."""
+
+    deferred = True
+
+    def __init__(self, load: Any, cache: FeatureCache) -> None:
+        text = cache.manifest["text_encoder"]
+        self._load, self._cache, self._encoder = load, cache, None
+        self.name, self.fingerprint = text["name"], text["fingerprint"]
+        self.dim, self.max_length = int(text["dim"]), int(text["max_length"])
+
+    @property
+    def loaded(self) -> bool:
+        return self._encoder is not None
+
+    def encoder(self) -> Any:
+        """The real encoder, loaded (and checked against the cache) on the first call."""
+        if self._encoder is None:
+            from ptdit.encoders.fingerprint import encoder_fingerprint
+
+            encoder = self._load()
+            if encoder_fingerprint(encoder) != self.fingerprint:
+                raise ValueError(
+                    f"the text encoder {self.name!r} loaded now has other weights or settings than the one the "
+                    "feature cache was written with; write a new cache with ptdit cache"
+                )
+            self._encoder = encoder
+        return self._encoder
+
+    def encode(self, prompts: Any, *, negative: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.loaded and list(prompts) == [""] and negative:  # the null condition: stored with the cache
+            null = self._cache.null_condition()
+            return null["context"], null["context_mask"]
+        return self.encoder().encode(prompts, negative=negative)
+
+    def __getattr__(self, name: str) -> Any:  # anything else (tokenizer, model, ...) is the real encoder's
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.encoder(), name)
+
+
 def use_cache(state: Any, cache: FeatureCache) -> None:
     """Checks the loaded encoders against the cache's fingerprints, then conditions on the cached embeddings with
     the cache's null condition (the text encoder stays for prompts: previews, evaluation)."""
@@ -148,7 +194,8 @@ def use_cache(state: Any, cache: FeatureCache) -> None:
     text = m.get("text_encoder")
     if state.conditioner.kind != "text" or text is None:
         return
-    if state.text_encoder is not None and encoder_fingerprint(state.text_encoder) != text["fingerprint"]:
+    loaded = state.text_encoder is not None and not getattr(state.text_encoder, "deferred", False)  # else: on load
+    if loaded and encoder_fingerprint(state.text_encoder) != text["fingerprint"]:
         raise ValueError(
             f"the text encoder {text['name']!r} loaded now has other weights or settings than the one the feature "
             "cache was written with; write a new cache with ptdit cache"
@@ -157,5 +204,5 @@ def use_cache(state: Any, cache: FeatureCache) -> None:
     state.null_condition = state.conditioner.null(state.info.device)
 
 
-__all__ = ["aux_generator", "batch_latents", "check_cache_config", "condition_inputs", "flip_rows", "open_cache",
-           "use_cache"]  # fmt: skip
+__all__ = ["DeferredTextEncoder", "aux_generator", "batch_latents", "check_cache_config", "condition_inputs",
+           "flip_rows", "open_cache", "use_cache"]  # fmt: skip

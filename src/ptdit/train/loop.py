@@ -274,7 +274,8 @@ def _train(  # long function: the phases of a run, in order, read best in one pl
 ) -> TrainResult:
     cfg, out = run.cfg, run.out
     with tempfile.TemporaryDirectory(prefix="ptdit-text-encoder-") as scratch:
-        state, encoder_dir, pipeline = _setup(cfg, Path(scratch), info, fresh=run.existing is None)
+        cache = run.dataset if isinstance(run.dataset, FeatureCache) else None
+        state, encoder_dir, pipeline = _setup(cfg, Path(scratch), info, fresh=run.existing is None, cache=cache)
         if isinstance(run.dataset, FeatureCache):
             use_cache(state, run.dataset)
 
@@ -393,19 +394,20 @@ def _jsonable(changes: dict[str, tuple[Any, Any]]) -> dict[str, list[Any]]:
 
 
 def _setup(
-    cfg: TrainConfig, scratch: Path, info: DistInfo, *, fresh: bool = True
+    cfg: TrainConfig, scratch: Path, info: DistInfo, *, fresh: bool = True, cache: FeatureCache | None = None
 ) -> tuple[TrainState, Path | None, dict[str, Any]]:
     """Network, VAE, text encoder, then the step state; in this order, since each may draw from the seeded global
     generator. Returns (state, text-encoder folder to copy into checkpoints, pipeline settings). A built-in
     word encoder is written to `scratch` (a temporary folder), so only checkpoints hold a copy. A `fresh` run
-    (no checkpoint to resume) starts from `train.init_from`'s weights when set."""
+    (no checkpoint to resume) starts from `train.init_from`'s weights when set. Training from a feature `cache`,
+    a pretrained text encoder loads only when a prompt needs it."""
     from ptdit.encoders import load_vae
 
     module = build_network(cfg, info)
     if fresh and cfg.train.init_from:
         load_initial_weights(module, cfg.train.init_from)
     vae = load_vae(cfg.pipeline.vae, device=info.device)
-    encoder, encoder_dir, pipeline = build_text_encoder(cfg, module.config, scratch, info.is_main)
+    encoder, encoder_dir, pipeline = build_text_encoder(cfg, module.config, scratch, info.is_main, cache=cache)
     return build_state(cfg, info, module, vae, encoder), encoder_dir, pipeline
 
 

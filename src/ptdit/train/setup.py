@@ -42,8 +42,9 @@ def build_network(cfg: TrainConfig, info: DistInfo) -> torch.nn.Module:
     return module
 
 
-def build_text_encoder(cfg: TrainConfig, model_config: Any, out_dir: Path, is_main: bool):
-    """(encoder, folder to store with checkpoints or None, pipeline dict for config.json)."""
+def build_text_encoder(cfg: TrainConfig, model_config: Any, out_dir: Path, is_main: bool, *, cache: Any = None):
+    """(encoder, folder to store with checkpoints or None, pipeline dict for config.json). Training from a feature
+    `cache`, a pretrained encoder is loaded only when a prompt needs it (`DeferredTextEncoder`)."""
     from ptdit.encoders import load_text_encoder
 
     pipeline = cfg.pipeline.to_dict()
@@ -61,7 +62,15 @@ def build_text_encoder(cfg: TrainConfig, model_config: Any, out_dir: Path, is_ma
             encoder.save(folder)
         pipeline["text_encoder"] = "text_encoder"
         return encoder, folder, pipeline
-    encoder = load_text_encoder(cfg.pipeline.text_encoder, max_length=cfg.pipeline.text_max_length)
+    if cache is not None and cache.manifest.get("text_encoder") is not None:
+        from ptdit.train.features import DeferredTextEncoder
+
+        def load() -> Any:
+            return load_text_encoder(cfg.pipeline.text_encoder, max_length=cfg.pipeline.text_max_length)
+
+        encoder = DeferredTextEncoder(load, cache)
+    else:
+        encoder = load_text_encoder(cfg.pipeline.text_encoder, max_length=cfg.pipeline.text_max_length)
     if encoder.dim != model_config.context_dim:
         raise ValueError(
             f"text encoder width {encoder.dim} != model context_dim {model_config.context_dim}; "
@@ -141,14 +150,19 @@ def build_sampler(
     if cfg.data.buckets == "none":
         order = EpochShuffle(len(dataset), cfg.data.seed) if stored else None
         return StepBatches(start_step, stop_step, cfg.train.batch_size, info, len(dataset), order=order)
-    if not stored or not hasattr(dataset, "media_shape"):
+    if cfg.data.dataset == "cache":  # the raw run's buckets, as recorded (docs/data.md#caches-of-bucketed-data)
+        from ptdit.train.buckets import cached_buckets
+
+        shapes, assignment = cached_buckets(cfg, dataset, vae)
+    elif not stored or not hasattr(dataset, "media_shape"):
         raise ValueError(
             f"data.buckets={cfg.data.buckets} needs stored data (webdataset, parquet, folders); "
             f"{cfg.data.dataset!r} has one size, use data.buckets=none"
         )
-    from ptdit.train.buckets import bucket_assignment
+    else:
+        from ptdit.train.buckets import bucket_assignment
 
-    shapes, assignment = bucket_assignment(cfg, dataset, vae, show_progress=info.is_main)
+        shapes, assignment = bucket_assignment(cfg, dataset, vae, show_progress=info.is_main)
     return BucketBatches(
         assignment, shapes, start_step=start_step, stop_step=stop_step, global_batch=cfg.train.batch_size,
         rank=info.rank, world_size=info.world_size, seed=cfg.data.seed,
