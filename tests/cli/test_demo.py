@@ -69,7 +69,8 @@ def test_quick_video_and_multiview_demos_show_gifs_and_views(tmp_path, task):
     assert sorted(p.name for p in (tmp_path / task / "samples").glob("*.gif"))[:3] == ["000.gif", "001.gif", "002.gif"]
 
 
-def test_demo_config_trains_a_fixed_number_of_steps():
-    cfg = load_train_config(config_path("demo-t2i.yaml"))
+@pytest.mark.parametrize("name", ["demo-t2i.yaml", "demo-t2v.yaml", "demo-t2mv.yaml"])
+def test_demo_config_trains_a_fixed_number_of_steps(name):
+    cfg = load_train_config(config_path(name))
     assert cfg.train.max_minutes is None and cfg.train.max_steps > 0
     assert cfg.train.num_threads is not None  # 1 and 2 threads give different weights: pinned
