@@ -4,14 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ptdit.cli.args import nonnegative_int
-
-
-def _positive(text: str) -> int:
-    value = nonnegative_int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
+from ptdit.cli.args import nonnegative_int, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,15 +18,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     tools = p.add_subparsers(dest="tool", required=True, metavar="TOOL")
     e = tools.add_parser("export", help="write a built-in dataset as shards, Parquet or a folder")
     e.add_argument("--dataset", required=True, choices=("shapes", "moving-shapes", "turntable"))
-    e.add_argument("--num", required=True, type=_positive, help="number of samples")
+    e.add_argument("--num", required=True, type=positive_int, help="number of samples")
     e.add_argument("--seed", type=nonnegative_int, default=0, help="dataset seed (default 0)")
     e.add_argument("--format", dest="fmt", required=True, choices=("wds", "parquet", "folder"))
     e.add_argument("--out", required=True, help="new (or empty) output folder; written atomically")
-    e.add_argument("--shard-size", type=_positive, default=1000, help="samples per tar / Parquet file (default 1000)")
-    e.add_argument("--size", type=_positive, default=32, help="image side in pixels (default 32)")
-    e.add_argument("--frames", type=_positive, help="moving-shapes: frames per clip (default: the dataset's)")
-    e.add_argument("--views", type=_positive, help="turntable: views per object (default: the dataset's)")
-    e.add_argument("--max-objects", type=_positive, help="shapes / moving-shapes: objects per sample at most")
+    e.add_argument(
+        "--shard-size", type=positive_int, default=1000, help="samples per tar / Parquet file (default 1000)"
+    )
+    e.add_argument("--size", type=positive_int, default=32, help="image side in pixels (default 32)")
+    e.add_argument("--frames", type=positive_int, help="moving-shapes: frames per clip (default: the dataset's)")
+    e.add_argument("--views", type=positive_int, help="turntable: views per object (default: the dataset's)")
+    e.add_argument("--max-objects", type=positive_int, help="shapes / moving-shapes: objects per sample at most")
     e.set_defaults(func=run_export)
 
 

@@ -193,14 +193,6 @@ class RunLog:
         else:
             print(f"step {step} evaluation: {shown}", file=sys.stderr, flush=True)
 
-    def eta(self, step: int) -> str:
-        """Time left at this invocation's mean speed so far, as m:ss (tqdm shows its own on a terminal)."""
-        done = step - self.start
-        if done <= 0:
-            return "?"
-        left = round((time.perf_counter() - self.started) / done * (self.total - step))
-        return f"{left // 60}:{left % 60:02d}"
-
     def close(self) -> None:
         self.bar.close()
         self.writer.close()
