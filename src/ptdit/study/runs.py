@@ -22,16 +22,16 @@ import torch
 from ptdit.io import atomic_file
 from ptdit.study.variants import Profile
 
-TEXT_ENCODER_DIM = 64  # the built-in word encoder's width, as in configs/demo-t2i.yaml
+TEXT_ENCODER_DIM = 64  # the built-in word encoder's width, as in configs/study-t2i.yaml
 RESULT_NAME = "result.json"
 
 
 def base_config() -> dict[str, Any]:
-    """configs/demo-t2i.yaml as a mapping: the demo's pipeline (words encoder, identity VAE, rectified flow),
+    """configs/study-t2i.yaml as a mapping: the pipeline (words encoder, identity VAE, rectified flow),
     data (shapes, one object) and optimiser settings, which every study run starts from."""
     import yaml
 
-    text = (resources.files("ptdit") / "configs" / "demo-t2i.yaml").read_text()
+    text = (resources.files("ptdit") / "configs" / "study-t2i.yaml").read_text()
     return yaml.safe_load(text)
 
 
