@@ -134,3 +134,34 @@ def test_demo_training_data_passes_every_check_and_is_deterministic():
     assert torch.equal(torch.stack([again[it["index"]]["pixels"] for it in two]), pixels)
     assert torch.equal(ORACLES["shapes"](pixels, captions), scores)
     assert [[c.passed for c in check_shapes(f, c)[0]] for f, c in zip(frames, captions, strict=True)] == verdicts
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_class_oracle_accepts_labelled_samples_and_rejects_wrong_labels(size):
+    """Class labels of one-object shapes: real samples score 1 with their labels; a label of another colour (same
+    shape) scores 2/3; a blank image scores 0 (no object: no colour, no shape, wrong count)."""
+    from ptdit.data.shapes import SHAPE_CLASSES, shape_class
+    from ptdit.eval.oracle import score_shape_classes
+
+    dataset = build_dataset("shapes", size=size, seed=3, max_objects=1, class_labels=True)
+    items = [dataset[i] for i in range(60)]
+    pixels, labels = torch.stack([it["pixels"] for it in items]), [it["label"] for it in items]
+    assert len(set(labels)) > 12 and all(0 <= k < len(SHAPE_CLASSES) for k in labels)
+    for it in items:  # the label is the caption's (colour, shape)
+        (obj,) = parse_caption("shapes", it["caption"])["objects"]
+        assert it["label"] == shape_class(obj["color"], obj["shape"])
+    assert score_shape_classes(pixels, labels).min().item() == 1.0
+    other_color = [shape_class(SHAPE_CLASSES[(k + 3) % 18][0], SHAPE_CLASSES[k][1]) for k in labels]
+    assert score_shape_classes(pixels, other_color).tolist() == pytest.approx([2 / 3] * len(items))
+    assert score_shape_classes(-torch.ones(2, 3, 1, size, size), [0, 5]).tolist() == [0.0, 0.0]
+    with pytest.raises(ValueError, match="2 samples but 1 labels"):
+        score_shape_classes(pixels[:2], labels[:1])
+
+
+def test_class_labels_need_one_object_and_leave_the_images_unchanged():
+    labelled = build_dataset("shapes", size=32, seed=5, max_objects=1, class_labels=True)
+    plain = build_dataset("shapes", size=32, seed=5, max_objects=1)
+    assert torch.equal(labelled[4]["pixels"], plain[4]["pixels"]) and labelled[4]["caption"] == plain[4]["caption"]
+    assert "label" not in plain[4]
+    with pytest.raises(ValueError, match="class_labels needs one object per image: set max_objects=1"):
+        build_dataset("shapes", size=32, max_objects=2, class_labels=True)

@@ -43,12 +43,17 @@ def test_efficiency_quick_writes_curves_and_ratios(tmp_path):
     assert json.loads((tmp_path / "efficiency.json").read_text())["study"] == "efficiency"
     assert [s["tokens"] for s in data["scales"]] == [256, 1024]
     for scale in data["scales"]:
-        assert set(scale["curves"]) == {"ptdit", "pixart"} and set(scale["cost"]) == {"ptdit", "pixart", "dit"}
+        models = {"ptdit", "pixart", "ptdit-class", "dit"}
+        assert set(scale["curves"]) == models and set(scale["cost"]) == models
         for curve in scale["curves"].values():
             assert [p["step"] for p in curve] == [1, 2]
             assert curve[0]["macs"] < curve[1]["macs"]
         assert set(scale["ratios"]) == {"pixart", "dit"}
         assert scale["ratios"]["pixart"]["macs_per_step"] > 0
+        for ratio in scale["ratios"].values():  # both pairs have quality comparisons
+            assert {"macs_to_reach", "fd_at_macs", "seconds_to_reach", "fd_at_seconds"} <= set(ratio)
+        dit_run = scale["runs"]["dit"][0]
+        assert set(dit_run["oracle_categories"]) == {"class"} and math.isfinite(dit_run["shapes_fd"])
     big = data["scales"][1]["cost"]  # attention dominates the global-attention baselines at 1024 tokens
     assert big["pixart"]["attention_share"] > big["ptdit"]["attention_share"]
     assert (tmp_path / "report.html").is_file()

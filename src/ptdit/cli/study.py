@@ -22,6 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.set_defaults(func=run_ablations)
     e = studies.add_parser("efficiency", help="PT-DiT vs DiT / PixArt-alpha: quality against FLOPs and wall-clock")
     e.add_argument("--profile", choices=["cpu", "gpu"], default="cpu", help="model and step sizes (default cpu)")
+    e.add_argument(
+        "--scale", action="append", default=[], help="only this token count, e.g. 256-tokens (repeatable; default all)"
+    )
     _common(e, "runs/study-efficiency")
     e.set_defaults(func=run_efficiency)
     t = studies.add_parser("attention", help="window structure of full attention (Fig. 2); PT-DiT branch shares")
@@ -53,14 +56,15 @@ def run_ablations(args: argparse.Namespace) -> int:
 
 
 def run_efficiency(args: argparse.Namespace) -> int:
-    from ptdit.study.efficiency import efficiency_profile
+    from ptdit.study.efficiency import PAIRS, efficiency_profile, select_scales
     from ptdit.study.efficiency import run_efficiency as run
 
     settings = efficiency_profile(args.profile, quick=args.quick, steps=args.steps, seeds=args.seed)
-    summary = run(Path(args.out), settings)
+    summary = run(Path(args.out), select_scales(settings, args.scale))
     for scale in summary["scales"]:
-        for name, ratio in scale["ratios"].items():
-            print(f"{scale['name']}: PT-DiT / {name}: {ratio}")
+        for base, ratio in scale["ratios"].items():
+            shown = ", ".join(f"{k} {v:.3g}" for k, v in ratio.items() if v is not None)
+            print(f"{scale['name']}: {PAIRS[base][0]} / {base}: {shown}")
     print(f"report: {Path(args.out) / 'report.html'}")
     return 0
 

@@ -221,6 +221,9 @@ class ShapesDataset(ProceduralDataset):
         count_weights: relative weights of the object counts min_objects, ..., max_objects (one per count, not
             all zero), e.g. `[2, 5, 2, 1]` for 1 to 4 objects with half of the images holding two. None (the
             default): uniform, with exactly the draws of the datasets made before this option existed.
+        class_labels: also give each sample a class `label`, its object's (colour, shape) pair
+            (`shape_class`, 18 classes), for class-conditional models (docs/study.md#efficiency). Needs one object
+            per image (`max_objects=1`); the images and captions are unchanged.
     """
 
     name = "shapes"
@@ -235,8 +238,12 @@ class ShapesDataset(ProceduralDataset):
         min_objects: int = 1,
         max_objects: int = 2,
         count_weights: list[float] | tuple[float, ...] | None = None,
+        class_labels: bool = False,
     ) -> None:
         super().__init__(size=size, seed=seed, num_samples=num_samples)
+        if class_labels and max_objects != 1:
+            raise ValueError(f"class_labels needs one object per image: set max_objects=1 (got {max_objects!r})")
+        self.class_labels = bool(class_labels)
         if not isinstance(min_objects, int) or not 1 <= min_objects <= 4:
             raise ValueError(f"min_objects must be an int in [1, 4], got {min_objects!r}")
         if not isinstance(max_objects, int) or not min_objects <= max_objects <= 4:
@@ -263,6 +270,13 @@ class ShapesDataset(ProceduralDataset):
         ]
         return {"objects": objects}
 
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = super().__getitem__(index)
+        if self.class_labels:
+            (obj,) = self.sample_spec(item["index"])["objects"]
+            item["label"] = shape_class(obj["color"], obj["shape"])
+        return item
+
     def render(self, spec: dict[str, Any]) -> np.ndarray:
         # Needs only the captioned attributes, so `render(parse_caption("shapes", caption))` works too.
         canvas = self._canvas(1)
@@ -271,6 +285,15 @@ class ShapesDataset(ProceduralDataset):
             cx, cy = grid_center(obj["position"], half, self.size, self.scale)
             rasterize_shape(canvas[0], obj["shape"], cx, cy, half, COLORS[obj["color"]])
         return canvas
+
+
+# Class labels of one-object shapes images: (colour, shape) pairs in COLORS x SHAPES order.
+SHAPE_CLASSES: tuple[tuple[str, str], ...] = tuple((c, s) for c in COLORS for s in SHAPES)
+
+
+def shape_class(color: str, shape: str) -> int:
+    """The class label of a (colour, shape) pair: its index in SHAPE_CLASSES."""
+    return SHAPE_CLASSES.index((color, shape))
 
 
 def _count_probs(weights: list[float] | tuple[float, ...] | None, counts: int) -> np.ndarray | None:

@@ -226,6 +226,37 @@ def describe_flat_object(blob: Blob, size: int) -> dict[str, str]:
     }
 
 
+def flat_objects(image_HW3: np.ndarray) -> list[Blob]:
+    """The blobs of an image in [0, 1] that pass as flat shapes of the "shapes" data, largest first."""
+    scale = image_HW3.shape[0] / 32.0
+    small, large = HALF_EXTENT["small"] * scale, HALF_EXTENT["large"] * scale
+    return [b for b in find_blobs(image_HW3, FLAT_THRESHOLD, min_flat_area(small)) if is_flat_object(b, small, large)]
+
+
+def score_shape_classes(pixels: torch.Tensor, labels: list[int]) -> torch.Tensor:
+    """Class adherence of one-object "shapes" samples from a class-conditional model (docs/study.md#efficiency).
+
+    Label k asks for the (colour, shape) pair `SHAPE_CLASSES[k]`. A sample scores the mean of three checks: the
+    largest detected object has the colour, it has the shape, and exactly one object is detected.
+
+    Returns:
+        (B,) float32 accuracies in {0, 1/3, 2/3, 1}.
+    """
+    from ptdit.data.shapes import SHAPE_CLASSES
+
+    images = to_unit_numpy(pixels)
+    if len(labels) != images.shape[0]:
+        raise ValueError(f"got {images.shape[0]} samples but {len(labels)} labels")
+    scores = []
+    for image, label in zip(images, labels, strict=True):
+        color, shape = SHAPE_CLASSES[int(label)]
+        blobs = flat_objects(image[0])
+        found = describe_flat_object(blobs[0], image.shape[2]) if blobs else {}
+        checks = (found.get("color") == color, found.get("shape") == shape, len(blobs) == 1)
+        scores.append(sum(checks) / len(checks))
+    return torch.tensor(scores, dtype=torch.float32)
+
+
 def score_shapes(pixels: torch.Tensor, captions: list[str]) -> torch.Tensor:
     """Caption adherence for "shapes" samples (see the module docstring for the definition).
 
@@ -238,15 +269,10 @@ def score_shapes(pixels: torch.Tensor, captions: list[str]) -> torch.Tensor:
     """
     images = _check_batch(pixels, captions)
     size = images.shape[2]
-    scale = size / 32.0
     scores = []
     for image, caption in zip(images, captions, strict=True):
         wanted = parse_caption("shapes", caption)["objects"]
-        blobs = [
-            b
-            for b in find_blobs(image[0], FLAT_THRESHOLD, min_flat_area(HALF_EXTENT["small"] * scale))
-            if is_flat_object(b, HALF_EXTENT["small"] * scale, HALF_EXTENT["large"] * scale)
-        ]
+        blobs = flat_objects(image[0])
         found = [describe_flat_object(b, size) for b in blobs[:6]]  # the 6 largest bound the search below
         keys = ("color", "shape", "position", "size")
         # Best one-to-one assignment of captioned objects to detected ones (at most 6P4 = 360 candidates).

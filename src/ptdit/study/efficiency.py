@@ -1,16 +1,18 @@
 """`ptdit study efficiency`: PT-DiT against DiT and PixArt-alpha at equal width and depth (docs/study.md#efficiency).
 
 At two token counts (one below the crossover where PT-DiT's block costs more than a global-attention block, one
-where attention dominates), PT-DiT and PixArt-alpha (both text-conditional) train on the same shapes data with
-the same steps and seeds and are evaluated along the way: quality (shapes-FD, oracle) against training MACs
-and wall-clock. DiT is class-conditional and the shapes captions are not classes, so it enters with its cost
-only (MACs per step and measured seconds per step), which is what "equal width and depth" compares.
+where attention dominates), four models train on the same one-object shapes images with the same steps and seeds
+and are evaluated along the way: quality (shapes-FD, oracle) against training MACs and wall-clock. Two pairs
+are compared, each under the conditioning its baseline was built for:
+- text: PT-DiT against PixArt-alpha, on the captions;
+- class: PT-DiT-Class (the paper's S-Class ablation model) against DiT, on (colour, shape) class labels.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from ptdit.io import atomic_file
 from ptdit.study.variants import Profile
 
-QUALITY_MODELS = ("ptdit", "pixart")  # trained and evaluated
-COST_MODELS = ("ptdit", "pixart", "dit")  # MACs and measured seconds per step
+QUALITY_MODELS = ("ptdit", "pixart", "ptdit-class", "dit")  # every model is trained and evaluated
+# Baseline -> (PT-DiT model, baseline): each baseline is compared with the PT-DiT of its own conditioning.
+PAIRS = {"pixart": ("ptdit", "pixart"), "dit": ("ptdit-class", "dit")}
 
 
 @dataclass(frozen=True)
@@ -91,22 +95,37 @@ def efficiency_profile(
     return scales
 
 
+def select_scales(scales: list[Scale], names: list[str]) -> list[Scale]:
+    """The scales named (all when `names` is empty); ValueError naming an unknown one. Scales are independent, so
+    they can run in separate processes with the same output folder, then once more together for the summary."""
+    known = [s.name for s in scales]
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise ValueError(f"unknown scale(s) {unknown}; this profile has {known}")
+    return [s for s in scales if not names or s.name in names]
+
+
 def _with(scale: Scale, **changes: Any) -> Scale:
     return dataclasses.replace(scale, profile=dataclasses.replace(scale.profile, **changes))
 
 
-def scale_config(arch: str, scale: Scale, seed: int) -> Any:
-    """The TrainConfig of one model at one scale (PT-DiT with the paper's window for its grid)."""
+def scale_config(model: str, scale: Scale, seed: int) -> Any:
+    """The TrainConfig of one model (`QUALITY_MODELS`) at one scale; PT-DiT has the paper's window for its grid."""
     from ptdit.recipe.windows import paper_window
     from ptdit.study.runs import model_fields, train_config
 
-    changes = {"window_size": paper_window(scale.grid)} if arch == "ptdit" else {}
-    if arch == "dit":
-        changes = {"input_size": scale.size, "num_classes": 1}
-    model = model_fields(arch, scale.profile, patch_size=scale.patch, **changes)
-    if arch == "dit":  # cost only: never trained through the text pipeline
-        return model
-    return train_config(model, scale.profile, seed, size=scale.size)
+    if model not in QUALITY_MODELS:
+        raise ValueError(f"unknown efficiency model {model!r}; choose from {list(QUALITY_MODELS)}")
+    changes: dict[str, Any] = {}
+    if model.startswith("ptdit"):
+        changes["window_size"] = paper_window(scale.grid)
+    if model == "ptdit-class":
+        changes["conditioning"] = "class"
+    if model == "dit":
+        changes["input_size"] = scale.size
+    arch = "ptdit" if model.startswith("ptdit") else model
+    fields = model_fields(arch, scale.profile, patch_size=scale.patch, **changes)
+    return train_config(fields, scale.profile, seed, size=scale.size)
 
 
 def seconds_per_step(model_fields: dict[str, Any], scale: Scale, *, steps: int = 3) -> float:
@@ -145,24 +164,28 @@ def _random_condition(config: Any, batch: int, device: Any) -> dict[str, Any]:
     return {"class_labels": torch.zeros(batch, dtype=torch.long, device=device)}
 
 
-def cost_rows(scale: Scale) -> dict[str, dict[str, Any]]:
-    """Per model: parameters, analytic training MACs per step, measured seconds per step."""
-    from ptdit.config import config_from_dict
+def cost_rows(scale: Scale, cache: Path | None = None) -> dict[str, dict[str, Any]]:
+    """Per model: parameters, analytic training MACs per step, measured seconds per step. Kept in `cache`
+    (JSON) once measured, so that rerunning a finished study reports the same numbers."""
     from ptdit.eval.flops import analytic_macs
     from ptdit.models.registry import build_model, count_parameters
 
+    if cache is not None and cache.is_file():
+        return json.loads(cache.read_text())
     rows = {}
-    for arch in COST_MODELS:
-        cfg = scale_config(arch, scale, 0)
-        fields = cfg if arch == "dit" else cfg.model
-        config = config_from_dict(fields)
+    for model in QUALITY_MODELS:
+        config = scale_config(model, scale, 0).model_config()
         macs = analytic_macs(config, scale.grid, batch=scale.profile.batch_size, text_tokens=12)
-        rows[arch] = {
+        rows[model] = {
             "parameters": count_parameters(build_model(config, device="meta"))["total"],
             "train_macs_per_step": macs.forward_backward(),
             "attention_share": (macs.attention_total + macs.text_attention) / macs.forward,
-            "seconds_per_step": seconds_per_step(fields, scale),
+            "seconds_per_step": seconds_per_step(config.to_dict(), scale),
         }
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(cache) as tmp:
+            Path(tmp).write_text(json.dumps(rows, indent=2) + "\n")
     return rows
 
 
@@ -183,21 +206,23 @@ def interpolate_y(points: list[dict[str, Any]], x_key: str, y_key: str, x: float
     return float(np.interp(x, [p[x_key] for p in points], [p[y_key] for p in points]))
 
 
-def compare(curves: dict[str, list[dict[str, Any]]], x_key: str) -> dict[str, Any]:
-    """Compute to reach a fixed shapes-FD (the best that every model reaches) and shapes-FD at a fixed compute
-    budget (the smallest of the models' totals), with the ratios PT-DiT / PixArt-alpha."""
-    target = max(min(p["shapes_fd"] for p in c) for c in curves.values())
-    budget = min(c[-1][x_key] for c in curves.values())
-    to_reach = {m: interpolate_x(c, x_key, "shapes_fd", target) for m, c in curves.items()}
-    at_budget = {m: interpolate_y(c, x_key, "shapes_fd", budget) for m, c in curves.items()}
+def compare(curves: dict[str, list[dict[str, Any]]], x_key: str, pair: tuple[str, str]) -> dict[str, Any]:
+    """For a (PT-DiT model, baseline) pair: compute to reach a fixed shapes-FD (the best that both reach) and
+    shapes-FD at a fixed compute budget (the smaller of the two totals), with the ratios PT-DiT / baseline."""
+    pair_curves = {m: curves[m] for m in pair}
+    target = max(min(p["shapes_fd"] for p in c) for c in pair_curves.values())
+    budget = min(c[-1][x_key] for c in pair_curves.values())
+    to_reach = {m: interpolate_x(c, x_key, "shapes_fd", target) for m, c in pair_curves.items()}
+    at_budget = {m: interpolate_y(c, x_key, "shapes_fd", budget) for m, c in pair_curves.items()}
     ratio = lambda a, b: a / b if a is not None and b else None  # noqa: E731
+    ours, base = pair
     return {
         "target_shapes_fd": target,
         "to_reach": to_reach,
         "budget": budget,
         "shapes_fd_at_budget": at_budget,
-        "to_reach_ratio": ratio(to_reach["ptdit"], to_reach["pixart"]),
-        "at_budget_ratio": ratio(at_budget["ptdit"], at_budget["pixart"]),
+        "to_reach_ratio": ratio(to_reach[ours], to_reach[base]),
+        "at_budget_ratio": ratio(at_budget[ours], at_budget[base]),
     }
 
 
@@ -214,16 +239,17 @@ def run_scale(out: Path, scale: Scale, bar: Any) -> dict[str, Any]:
     from ptdit.study.runs import run_once
 
     curves, records = {}, {}
-    for arch in QUALITY_MODELS:
-        records[arch] = []
+    for model in QUALITY_MODELS:
+        records[model] = []
         for seed in scale.profile.seeds:
-            bar.set_postfix_str(f"{scale.name} {arch} seed {seed}")
-            folder = out / "runs" / scale.name / arch / f"seed-{seed}"
-            records[arch].append(run_once(folder, scale_config(arch, scale, seed), scale.profile, curve=True))
+            bar.set_postfix_str(f"{scale.name} {model} seed {seed}")
+            folder = out / "runs" / scale.name / model / f"seed-{seed}"
+            records[model].append(run_once(folder, scale_config(model, scale, seed), scale.profile, curve=True))
             bar.update()
-        curves[arch] = mean_curve(records[arch])
-    cost = cost_rows(scale)
-    by_macs, by_seconds = compare(curves, "macs"), compare(curves, "train_seconds")
+        curves[model] = mean_curve(records[model])
+    cost = cost_rows(scale, out / "cost" / f"{scale.name}.json")
+    by_macs = {base: compare(curves, "macs", pair) for base, pair in PAIRS.items()}
+    by_seconds = {base: compare(curves, "train_seconds", pair) for base, pair in PAIRS.items()}
     return {
         "name": scale.name,
         "size": scale.size,
@@ -240,20 +266,17 @@ def run_scale(out: Path, scale: Scale, bar: Any) -> dict[str, Any]:
 
 
 def ratios(cost: dict[str, Any], by_macs: dict[str, Any], by_seconds: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """PT-DiT / baseline: per-step cost for both baselines; compute to reach a quality and quality at a budget
-    for PixArt-alpha (the trained baseline)."""
+    """PT-DiT / baseline for each pair: per-step cost, compute to reach a quality and quality at a budget."""
     out: dict[str, dict[str, Any]] = {}
-    for m in ("pixart", "dit"):
-        out[m] = {
-            "macs_per_step": cost["ptdit"]["train_macs_per_step"] / cost[m]["train_macs_per_step"],
-            "seconds_per_step": cost["ptdit"]["seconds_per_step"] / cost[m]["seconds_per_step"],
+    for base, (ours, _) in PAIRS.items():
+        out[base] = {
+            "macs_per_step": cost[ours]["train_macs_per_step"] / cost[base]["train_macs_per_step"],
+            "seconds_per_step": cost[ours]["seconds_per_step"] / cost[base]["seconds_per_step"],
+            "macs_to_reach": by_macs[base]["to_reach_ratio"],
+            "fd_at_macs": by_macs[base]["at_budget_ratio"],
+            "seconds_to_reach": by_seconds[base]["to_reach_ratio"],
+            "fd_at_seconds": by_seconds[base]["at_budget_ratio"],
         }
-    out["pixart"].update(
-        macs_to_reach=by_macs["to_reach_ratio"],
-        fd_at_macs=by_macs["at_budget_ratio"],
-        seconds_to_reach=by_seconds["to_reach_ratio"],
-        fd_at_seconds=by_seconds["at_budget_ratio"],
-    )
     return out
 
 

@@ -46,7 +46,7 @@ def model_fields(arch: str, profile: Profile, *, patch_size: int = 2, **changes:
         "depth": profile.depth,
         "num_heads": profile.num_heads,
     }
-    if arch in ("ptdit", "pixart"):
+    if arch in ("ptdit", "pixart") and changes.get("conditioning", "text") == "text":
         fields["context_dim"] = TEXT_ENCODER_DIM
     if arch == "ptdit":
         fields["window_size"] = [1, 2, 2]
@@ -55,11 +55,20 @@ def model_fields(arch: str, profile: Profile, *, patch_size: int = 2, **changes:
 
 
 def train_config(model: dict[str, Any], profile: Profile, seed: int, *, size: int = 32) -> Any:
-    """The validated TrainConfig of a study run (no previews, no checkpoints but the last, no time limit)."""
+    """The validated TrainConfig of a study run (no previews, no checkpoints but the last, no time limit).
+
+    A class-conditional model (DiT, PT-DiT with `conditioning: class`) trains on the same one-object images with
+    their (colour, shape) labels (`class_labels`, `ptdit.data.shapes.SHAPE_CLASSES`) instead of their captions."""
+    from ptdit.config import config_from_dict
+    from ptdit.data.shapes import SHAPE_CLASSES
     from ptdit.train.config import train_config_from_dict
 
     data = base_config()
     data["model"] = model
+    if config_from_dict(model).conditioning == "class":
+        data["model"] = {**model, "num_classes": len(SHAPE_CLASSES)}
+        data["pipeline"].update(task="class", text_encoder=None)
+        data["data"]["options"] = {**data["data"]["options"], "class_labels": True}
     data["pipeline"]["steps"] = profile.sampling_steps
     data["data"].update(size=size, seed=seed)
     data["optim"].update(lr=profile.lr, warmup_steps=profile.warmup_steps)
@@ -101,6 +110,8 @@ def evaluate(pipe: Any, cfg: Any, profile: Profile) -> dict[str, Any]:
     from ptdit.eval.during_training import check_evaluable, evaluate_pipeline, quantize
     from ptdit.eval.shapes_fd import CAPTION_SEED, shapes_fd
 
+    if cfg.pipeline.task == "class":
+        return evaluate_class(pipe, cfg, profile)
     suite, options = check_evaluable(cfg)
     result = evaluate_pipeline(pipe, suite=suite, options=options, num_prompts=profile.eval_prompts, fd_samples=0)
     start = time.perf_counter()
@@ -115,6 +126,33 @@ def evaluate(pipe: Any, cfg: Any, profile: Profile) -> dict[str, Any]:
         "shapes_fd": fd["shapes_fd"],
         "shapes_fd_floor": fd["real_floor"],
         "eval_seconds": round(result["seconds"] + time.perf_counter() - start, 1),
+        "pixels": pixels,
+    }
+
+
+def evaluate_class(pipe: Any, cfg: Any, profile: Profile) -> dict[str, Any]:
+    """Class adherence (`ptdit.eval.oracle.score_shape_classes`) and shapes-FD of a class-conditional pipeline on
+    one-object shapes: `profile.fd_samples` samples, label k % 18 with seed k (every class equally often, as in
+    the data), 8-bit quantised like the text models' samples. Returned like `evaluate`."""
+    from ptdit.data.shapes import SHAPE_CLASSES
+    from ptdit.eval.during_training import quantize
+    from ptdit.eval.oracle import score_shape_classes
+    from ptdit.eval.shapes_fd import shapes_fd
+
+    start = time.perf_counter()
+    labels = [k % len(SHAPE_CLASSES) for k in range(profile.fd_samples)]
+    with torch.no_grad():
+        batches = [pipe(class_labels=labels[i : i + 16], seed=i) for i in range(0, len(labels), 16)]
+    pixels = quantize(torch.cat(batches))
+    accuracy = float(score_shape_classes(pixels, labels).mean())
+    options = {"size": cfg.data.size, **cfg.data.options}
+    fd = shapes_fd(pixels, cfg.data.dataset, num_real=profile.fd_real, options=options)
+    return {
+        "oracle": accuracy,
+        "oracle_categories": {"class": accuracy},
+        "shapes_fd": fd["shapes_fd"],
+        "shapes_fd_floor": fd["real_floor"],
+        "eval_seconds": round(time.perf_counter() - start, 1),
         "pixels": pixels,
     }
 
