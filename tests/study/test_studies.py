@@ -28,6 +28,8 @@ def test_ablations_quick_writes_every_variant(tmp_path):
     assert set(data["rank_correlation"]) == {"overall", "component", "proxy", "injection", "compression"}
     assert len(data["claims"]) == 10
     assert (tmp_path / "report.html").read_text().count("<img") == 4
+    markdown = (tmp_path / "report.md").read_text()  # the same tables for STUDY.md, plots linked
+    assert markdown.count("](plots/") == 4 and "| Top-Left proxy |" in markdown
     assert all((tmp_path / "plots" / f"{n}.png").is_file() for n in ("shapes_fd", "oracle", "grid_artefact"))
     # resumable: a second call trains nothing and gives the same numbers
     result = tmp_path / "runs" / "full" / "seed-0" / "result.json"

@@ -1,4 +1,5 @@
-"""What each study writes under `--out`: the summary JSON, PNG plots (matplotlib) and a self-contained HTML page
+"""What each study writes under `--out`: the summary JSON, PNG plots (matplotlib), a self-contained HTML page and
+the same tables as Markdown (`report.md`, with the plots linked), ready to copy into STUDY.md
 (docs/study.md#outputs)."""
 
 from __future__ import annotations
@@ -63,25 +64,53 @@ def _fmt(value: Any) -> str:
     return html.escape(str(value))
 
 
-def table(headers: list[str], rows: list[list[Any]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+class Table:
+    """Headers and rows, rendered as HTML (report.html) or Markdown (report.md)."""
+
+    def __init__(self, headers: list[str], rows: list[list[Any]]) -> None:
+        self.headers, self.rows = headers, rows
+
+    def html(self) -> str:
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in self.headers)
+        body = "".join("<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in row) + "</tr>" for row in self.rows)
+        return f"<table><tr>{head}</tr>{body}</table>"
+
+    def markdown(self) -> str:
+        cells = lambda row: "| " + " | ".join(html.unescape(_fmt(c)).replace("|", "/") for c in row) + " |"  # noqa: E731
+        lines = ["| " + " | ".join(self.headers) + " |", "|" + "---|" * len(self.headers)]
+        return "\n".join([*lines, *(cells(row) for row in self.rows)]) + "\n"
 
 
-def write_page(path: Path, title: str, sections: list[tuple[str, str]], note: str = "") -> Path:
-    """A self-contained HTML page (plots inlined) with one heading per section."""
+def table(headers: list[str], rows: list[list[Any]]) -> Table:
+    return Table(headers, rows)
+
+
+Part = Table | Path  # a table, or a plot written under OUT
+Section = tuple[str, list[Part]]
+
+
+def write_page(out: Path, title: str, sections: list[Section], note: str = "") -> Path:
+    """OUT/report.html (a self-contained page, plots inlined) and OUT/report.md (the same tables, plots linked)."""
     style = (
         "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;margin:1em 0}"
         "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}img{max-width:100%}"
     )
     parts = [f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style></head>"]
     parts.append(f"<body><h1>{html.escape(title)}</h1><p>{html.escape(note)}</p>")
-    parts += [f"<h2>{html.escape(heading)}</h2>{content}" for heading, content in sections]
+    for heading, content in sections:
+        rendered = "".join(p.html() if isinstance(p, Table) else _img(p) for p in content)
+        parts.append(f"<h2>{html.escape(heading)}</h2>{rendered}")
     parts.append("</body></html>")
-    with atomic_file(path) as tmp:
+    with atomic_file(out / "report.html") as tmp:
         Path(tmp).write_text("\n".join(parts))
-    return path
+    md = [f"# {title}\n", f"{note}\n"]
+    for heading, content in sections:
+        md.append(f"## {heading}\n")
+        md += [p.markdown() if isinstance(p, Table) else f"![{p.stem}]({p.relative_to(out).as_posix()})\n"
+               for p in content]  # fmt: skip
+    with atomic_file(out / "report.md") as tmp:
+        Path(tmp).write_text("\n".join(md))
+    return out / "report.html"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -133,11 +162,11 @@ def write_ablation_report(out: Path, summary: dict[str, Any]) -> Path:
         save_plot(plots / "paper_vs_ours.png", _paper_scatter(rows), size=(6, 5)),
     ]
     note = f"Profile: {json.dumps(summary['profile'])}. Paper values: Table 2 of the paper (FID-50K)."
-    sections = [*_ablation_tables(summary), ("Plots", "".join(_img(p) for p in pngs))]
-    return write_page(out / "report.html", "PT-DiT ablations in miniature (Table 2)", sections, note)
+    sections = [*_ablation_tables(summary), ("Plots", pngs)]
+    return write_page(out, "PT-DiT ablations in miniature (Table 2)", sections, note)
 
 
-def _ablation_tables(summary: dict[str, Any]) -> list[tuple[str, str]]:
+def _ablation_tables(summary: dict[str, Any]) -> list[Section]:
     rows = summary["variants"]
     variant_rows = [[r["label"], *[r.get(key) for _, key in VARIANT_COLUMNS]] for r in rows]
     categories = sorted({c for r in rows for c in r["oracle_categories"]})
@@ -151,12 +180,12 @@ def _ablation_tables(summary: dict[str, Any]) -> list[tuple[str, str]]:
     real = summary.get("real_grid_artefact", {})
     claim_headers = ["claim", "holds (FD)", "clear (FD)", "holds (oracle)", "clear (oracle)"]
     return [
-        ("Variants (mean ± std over seeds)", table(["variant", *[h for h, _ in VARIANT_COLUMNS]], variant_rows)),
-        ("Oracle accuracy per category", table(["variant", *categories], category_rows)),
-        ("Rank correlation with the paper (Spearman)", table(["scope", "variants", "shapes-FD", "oracle", "loss"],
-                                                             corr_rows)),
-        ("The paper's conclusions in miniature", table(claim_headers, claim_rows)),
-        ("Grid-artefact ratio of real images", table(["window", "ratio"], [[k, v] for k, v in real.items()])),
+        ("Variants (mean ± std over seeds)", [table(["variant", *[h for h, _ in VARIANT_COLUMNS]], variant_rows)]),
+        ("Oracle accuracy per category", [table(["variant", *categories], category_rows)]),
+        ("Rank correlation with the paper (Spearman)", [table(["scope", "variants", "shapes-FD", "oracle", "loss"],
+                                                              corr_rows)]),
+        ("The paper's conclusions in miniature", [table(claim_headers, claim_rows)]),
+        ("Grid-artefact ratio of real images", [table(["window", "ratio"], [[k, v] for k, v in real.items()])]),
     ]  # fmt: skip
 
 
@@ -219,9 +248,11 @@ def write_efficiency_report(out: Path, summary: dict[str, Any]) -> Path:
         sections.append(
             (
                 f"{name}: {scale['tokens']} tokens, width {scale['profile']['dim']}, depth {scale['profile']['depth']}",
-                table(["model", "params", "train GMAC / step", "attention share", "s / step"], cost)
-                + table(["ratio", *RATIO_KEYS], ratio_rows)
-                + "".join(_img(p) for p in pngs),
+                [
+                    table(["model", "params", "train GMAC / step", "attention share", "s / step"], cost),
+                    table(["ratio", *RATIO_KEYS], ratio_rows),
+                    *pngs,
+                ],
             )
         )
     note = (
@@ -230,7 +261,7 @@ def write_efficiency_report(out: Path, summary: dict[str, Any]) -> Path:
         "(oracle: class adherence). Each baseline is compared with the PT-DiT of its conditioning. "
         "MACs: 1 multiply-accumulate = the papers' FLOP (docs/flops.md)."
     )
-    return write_page(out / "report.html", "PT-DiT efficiency in miniature", sections, note)
+    return write_page(out, "PT-DiT efficiency in miniature", sections, note)
 
 
 _PAIR_OF = {"pixart": "ptdit", "dit": "ptdit-class"}  # baseline -> its PT-DiT (ptdit.study.efficiency.PAIRS)
@@ -293,13 +324,13 @@ def write_attention_report(out: Path, summary: dict[str, Any]) -> Path:
         ]
         keys = ["same_window", "cross_window", "ratio", "in_window_mass", "uniform_mass"]
         body = table(["layer", "t", *keys], [[r["layer"], r["timestep"], *[r[k] for k in keys]] for r in rows])
-        sections.append((f"Full attention against windows {window}", body + "".join(_img(p) for p in pngs)))
+        sections.append((f"Full attention against windows {window}", [body, *pngs]))
     names = [b for b in ("giim", "window", "shifted_window", "text", "ffn") if any(b in r for r in branches)]
     png = save_plot(
         out / "plots" / "branches.png",
         _layer_plot(branches, [(b, "-o") for b in names], "||update|| / ||residual stream||", "PT-DiT branch updates"),
     )
     body = table(["layer", "t", *names], [[r["layer"], r["timestep"], *[r.get(b) for b in names]] for r in branches])
-    sections.append(("PT-DiT: relative norm of each branch's update", body + _img(png)))
+    sections.append(("PT-DiT: relative norm of each branch's update", [body, png]))
     note = f"Profile: {json.dumps(summary['profile'])}; {summary['probe_images']} real images per timestep."
-    return write_page(out / "report.html", "Attention structure (paper Fig. 2, quantified)", sections, note)
+    return write_page(out, "Attention structure (paper Fig. 2, quantified)", sections, note)
