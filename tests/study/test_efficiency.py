@@ -8,7 +8,8 @@ from ptdit.study.efficiency import compare, efficiency_profile, interpolate_x, i
 
 
 def _curve(xs, fds):
-    return [{"step": i + 1, "macs": x, "train_seconds": x / 10, "shapes_fd": f, "oracle": 0.0}
+    return [{"step": i + 1, "macs": x, "train_seconds": x / 10, "shapes_fd": f, "oracle": 0.0,
+             "adherence": 0.0}
             for i, (x, f) in enumerate(zip(xs, fds, strict=True))]  # fmt: skip
 
 

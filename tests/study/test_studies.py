@@ -20,16 +20,17 @@ def test_ablations_quick_writes_every_variant(tmp_path):
     data = json.loads((tmp_path / "ablations.json").read_text())
     assert [row["name"] for row in data["variants"]] == list(VARIANT_NAMES)
     for row in data["variants"]:
-        for metric in ("shapes_fd", "oracle", "final_loss", "grid_artefact", "train_seconds"):
+        for metric in ("shapes_fd", "adherence", "oracle", "final_loss", "grid_artefact", "train_seconds"):
             assert row[metric]["n"] == 1 and math.isfinite(row[metric]["mean"]), (row["name"], metric)
         assert set(row["oracle_categories"]) >= {"color", "position", "size"}
+        assert set(row["adherence_checks"]) == {"color", "shape", "position", "size", "count"}
         assert row["parameters"] > 0 and row["train_macs"] > 0
     assert len({row["train_macs"] for row in data["variants"]}) >= 6  # the variants really differ in cost
     assert set(data["rank_correlation"]) == {"overall", "component", "proxy", "injection", "compression"}
     assert len(data["claims"]) == 10
-    assert (tmp_path / "report.html").read_text().count("<img") == 4
+    assert (tmp_path / "report.html").read_text().count("<img") == 5
     markdown = (tmp_path / "report.md").read_text()  # the same tables for STUDY.md, plots linked
-    assert markdown.count("](plots/") == 4 and "| Top-Left proxy |" in markdown
+    assert markdown.count("](plots/") == 5 and "| Top-Left proxy |" in markdown
     assert all((tmp_path / "plots" / f"{n}.png").is_file() for n in ("shapes_fd", "oracle", "grid_artefact"))
     # resumable: a second call trains nothing and gives the same numbers
     result = tmp_path / "runs" / "full" / "seed-0" / "result.json"
@@ -37,6 +38,25 @@ def test_ablations_quick_writes_every_variant(tmp_path):
     again = run_ablations(tmp_path, profile, progress=False)
     assert result.stat().st_mtime_ns == stamp
     assert again["variants"][0]["shapes_fd"] == summary["variants"][0]["shapes_fd"]
+
+
+def test_results_written_without_adherence_get_it_from_their_checkpoint(tmp_path):
+    """A result from before adherence was measured is evaluated again from its checkpoint: the same samples
+    (random proxies included, which draw from the global generator), checked against the stored shapes-FD."""
+    from ptdit.study.variants import get_variants
+
+    profile = ablation_profile("quick", steps=1, seeds=[0])
+    variants = get_variants(["proxy-random"])
+    first = run_ablations(tmp_path, profile, variants, progress=False)["runs"]["proxy-random"][0]
+    result = tmp_path / "runs" / "proxy-random" / "seed-0" / "result.json"
+    old = {k: v for k, v in json.loads(result.read_text()).items() if not k.startswith("adherence")}
+    result.write_text(json.dumps(old))
+    again = run_ablations(tmp_path, profile, variants, progress=False)["runs"]["proxy-random"][0]
+    assert again["adherence"] == first["adherence"] and again["adherence_checks"] == first["adherence_checks"]
+    assert json.loads(result.read_text())["adherence"] == first["adherence"]
+    result.write_text(json.dumps({**old, "shapes_fd": old["shapes_fd"] + 1.0}))  # not what the checkpoint gives
+    with pytest.raises(RuntimeError, match="evaluated again, shapes_fd is"):
+        run_ablations(tmp_path, profile, variants, progress=False)
 
 
 def test_efficiency_quick_writes_curves_and_ratios(tmp_path):
@@ -56,6 +76,8 @@ def test_efficiency_quick_writes_curves_and_ratios(tmp_path):
             assert {"macs_to_reach", "fd_at_macs", "seconds_to_reach", "fd_at_seconds"} <= set(ratio)
         dit_run = scale["runs"]["dit"][0]
         assert set(dit_run["oracle_categories"]) == {"class"} and math.isfinite(dit_run["shapes_fd"])
+        assert set(dit_run["adherence_checks"]) == {"color", "shape", "count"}
+        assert dit_run["adherence"] == pytest.approx(dit_run["oracle"])  # the class oracle is the mean of its checks
     big = data["scales"][1]["cost"]  # attention dominates the global-attention baselines at 1024 tokens
     assert big["pixart"]["attention_share"] > big["ptdit"]["attention_share"]
     assert (tmp_path / "report.html").is_file()

@@ -233,28 +233,48 @@ def flat_objects(image_HW3: np.ndarray) -> list[Blob]:
     return [b for b in find_blobs(image_HW3, FLAT_THRESHOLD, min_flat_area(small)) if is_flat_object(b, small, large)]
 
 
+ONE_OBJECT_CHECKS = ("color", "shape", "position", "size", "count")
+
+
+def one_object_checks(pixels: torch.Tensor, wanted: list[dict[str, str]]) -> dict[str, torch.Tensor]:
+    """Per-attribute checks of one-object "shapes" samples (docs/study.md#measures).
+
+    Sample i asks for the attributes in `wanted[i]` (any of color, shape, position, size). Each is checked on
+    the largest detected flat object; `count` checks that exactly one object is detected. A sample with no
+    object fails every check.
+
+    Returns:
+        `{check: (B,) bool}` for `count` and each attribute that every `wanted[i]` names.
+    """
+    images = to_unit_numpy(pixels)
+    if len(wanted) != images.shape[0]:
+        raise ValueError(f"got {images.shape[0]} samples but {len(wanted)} labels")
+    keys = [k for k in ONE_OBJECT_CHECKS[:-1] if all(k in w for w in wanted)]
+    hits: dict[str, list[bool]] = {k: [] for k in (*keys, "count")}
+    for image, want in zip(images, wanted, strict=True):
+        blobs = flat_objects(image[0])
+        found = describe_flat_object(blobs[0], image.shape[2]) if blobs else {}
+        for k in keys:
+            hits[k].append(found.get(k) == want[k])
+        hits["count"].append(len(blobs) == 1)
+    return {k: torch.tensor(v, dtype=torch.bool) for k, v in hits.items()}
+
+
 def score_shape_classes(pixels: torch.Tensor, labels: list[int]) -> torch.Tensor:
     """Class adherence of one-object "shapes" samples from a class-conditional model (docs/study.md#efficiency).
 
-    Label k asks for the (colour, shape) pair `SHAPE_CLASSES[k]`. A sample scores the mean of three checks: the
-    largest detected object has the colour, it has the shape, and exactly one object is detected.
+    Label k asks for the (colour, shape) pair `SHAPE_CLASSES[k]`. A sample scores the mean of three checks
+    (`one_object_checks`): the largest detected object has the colour, it has the shape, and exactly one object
+    is detected.
 
     Returns:
         (B,) float32 accuracies in {0, 1/3, 2/3, 1}.
     """
     from ptdit.data.shapes import SHAPE_CLASSES
 
-    images = to_unit_numpy(pixels)
-    if len(labels) != images.shape[0]:
-        raise ValueError(f"got {images.shape[0]} samples but {len(labels)} labels")
-    scores = []
-    for image, label in zip(images, labels, strict=True):
-        color, shape = SHAPE_CLASSES[int(label)]
-        blobs = flat_objects(image[0])
-        found = describe_flat_object(blobs[0], image.shape[2]) if blobs else {}
-        checks = (found.get("color") == color, found.get("shape") == shape, len(blobs) == 1)
-        scores.append(sum(checks) / len(checks))
-    return torch.tensor(scores, dtype=torch.float32)
+    wanted = [dict(zip(("color", "shape"), SHAPE_CLASSES[int(k)], strict=True)) for k in labels]
+    checks = one_object_checks(pixels, wanted)
+    return torch.stack(list(checks.values())).float().mean(0)
 
 
 def score_shapes(pixels: torch.Tensor, captions: list[str]) -> torch.Tensor:

@@ -24,7 +24,7 @@ from ptdit.study.variants import (
 
 PATCH = 2
 SIZE = 32  # 32 px / patch 2 = the 16 x 16 token grid of the paper's 256 px ablations
-METRICS = ("shapes_fd", "oracle", "final_loss", "grid_artefact", "grid_artefact_rel", "train_seconds")
+METRICS = ("shapes_fd", "adherence", "oracle", "final_loss", "grid_artefact", "grid_artefact_rel", "train_seconds")
 
 
 def ablation_profile(mode: str, *, steps: int | None = None, seeds: list[int] | None = None) -> Profile:
@@ -117,6 +117,8 @@ def summarize(variants: list[Variant], records: dict[str, list[dict[str, Any]]],
         row["oracle_categories"] = {
             c: spread([r["oracle_categories"][c] for r in runs if c in r["oracle_categories"]]) for c in categories
         }
+        checks = [r["adherence_checks"] for r in runs if r.get("adherence_checks")]
+        row["adherence_checks"] = {c: spread([x[c] for x in checks]) for c in (checks[0] if checks else {})}
         row["parameters"] = runs[0]["parameters"]
         row["train_macs"] = runs[0]["train_macs"]
         row["window_size"] = runs[0]["model"]["window_size"]
@@ -138,13 +140,13 @@ def _mean(row: dict[str, Any], metric: str) -> float | None:
 def rank_correlations(rows: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
     """Spearman correlation of our ordering with the paper's FID ordering, over all variants and per group.
 
-    `shapes_fd`: our mean shapes-FD against FID (both lower is better); `oracle`: minus our mean oracle accuracy
-    against FID (so +1 means the same order in both)."""
+    `shapes_fd`: our mean shapes-FD against FID (both lower is better); `adherence` and `oracle`: minus our mean
+    accuracy against FID (so +1 means the same order in both)."""
     scopes = {"overall": rows, **{g: [r for r in rows if g in r["groups"]] for g in GROUPS}}
     result: dict[str, dict[str, float | None]] = {}
     for scope, members in scopes.items():
         entry: dict[str, float | None] = {"variants": len(members)}
-        for metric, sign in (("shapes_fd", 1.0), ("oracle", -1.0), ("final_loss", 1.0)):
+        for metric, sign in (("shapes_fd", 1.0), ("adherence", -1.0), ("oracle", -1.0), ("final_loss", 1.0)):
             usable = [r for r in members if _mean(r, metric) is not None]
             ours = [sign * _mean(r, metric) for r in usable]
             entry[metric] = spearman(ours, [r["paper_fid"] for r in usable]) if len(usable) == len(members) else None
@@ -153,7 +155,7 @@ def rank_correlations(rows: list[dict[str, Any]]) -> dict[str, dict[str, float |
 
 
 def claims(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each of the paper's Table 2 conclusions, checked on mean shapes-FD and mean oracle accuracy.
+    """Each of the paper's Table 2 conclusions, checked on mean shapes-FD, adherence and oracle accuracy.
 
     `holds` is True when our means order the pair as the paper does; `clear` when the gap exceeds the sum of
     the two seed standard deviations (otherwise the ordering is within the seed spread)."""
@@ -163,7 +165,7 @@ def claims(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if better not in by_name or worse not in by_name:
             continue
         entry: dict[str, Any] = {"claim": statement, "better": better, "worse": worse}
-        for metric, sign in (("shapes_fd", 1.0), ("oracle", -1.0)):
+        for metric, sign in (("shapes_fd", 1.0), ("adherence", -1.0), ("oracle", -1.0)):
             b, w = by_name[better].get(metric), by_name[worse].get(metric)
             if not b or not w:
                 entry[metric] = None

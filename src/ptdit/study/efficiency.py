@@ -228,7 +228,7 @@ def compare(curves: dict[str, list[dict[str, Any]]], x_key: str, pair: tuple[str
 
 def mean_curve(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Pointwise mean over seeds of curves evaluated at the same steps."""
-    keys = ("macs", "train_seconds", "shapes_fd", "oracle")
+    keys = ("macs", "train_seconds", "shapes_fd", "adherence", "oracle")
     return [
         {"step": pts[0]["step"], **{k: float(np.mean([p[k] for p in pts])) for k in keys}}
         for pts in zip(*(r["curve"] for r in records), strict=True)

@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ptdit.io import atomic_file
@@ -106,28 +107,76 @@ def evaluate(pipe: Any, cfg: Any, profile: Profile) -> dict[str, Any]:
 
     The shapes-FD samples (captions drawn from the training distribution, sample k with seed k, 8-bit
     quantised as `ptdit.eval.during_training` does) are returned as `pixels` for further measures."""
-    from ptdit.data import random_captions
-    from ptdit.eval.during_training import check_evaluable, evaluate_pipeline, quantize
-    from ptdit.eval.shapes_fd import CAPTION_SEED, shapes_fd
+    from ptdit.data import parse_caption
+    from ptdit.eval.during_training import check_evaluable, evaluate_pipeline
+    from ptdit.eval.shapes_fd import shapes_fd
 
     if cfg.pipeline.task == "class":
         return evaluate_class(pipe, cfg, profile)
     suite, options = check_evaluable(cfg)
     result = evaluate_pipeline(pipe, suite=suite, options=options, num_prompts=profile.eval_prompts, fd_samples=0)
     start = time.perf_counter()
-    prompts = random_captions(suite["dataset"], profile.fd_samples, seed=CAPTION_SEED, **options)
-    with torch.no_grad():
-        pixels = quantize(torch.cat([pipe(prompts[i : i + 16], seed=i) for i in range(0, len(prompts), 16)]))
+    prompts, pixels = fd_samples(pipe, suite["dataset"], options, profile.fd_samples)
     fd = shapes_fd(pixels, suite["dataset"], num_real=profile.fd_real, options=options)
     summary = result["summary"]
     return {
         "oracle": summary["overall"]["accuracy"],
         "oracle_categories": {c: v["accuracy"] for c, v in summary["categories"].items()},
+        **adherence(pixels, [parse_caption(suite["dataset"], p)["objects"] for p in prompts]),
         "shapes_fd": fd["shapes_fd"],
         "shapes_fd_floor": fd["real_floor"],
         "eval_seconds": round(result["seconds"] + time.perf_counter() - start, 1),
         "pixels": pixels,
     }
+
+
+def fd_samples(pipe: Any, dataset: str, options: dict[str, Any], num: int) -> tuple[list[str], torch.Tensor]:
+    """The shapes-FD samples of a text pipeline: captions drawn from the training distribution, sample k with
+    seed k, 8-bit quantised as `ptdit.eval.during_training` does. Returns (captions, pixels)."""
+    from ptdit.data import random_captions
+    from ptdit.eval.during_training import quantize
+    from ptdit.eval.shapes_fd import CAPTION_SEED
+
+    prompts = random_captions(dataset, num, seed=CAPTION_SEED, **options)
+    with torch.no_grad():
+        pixels = quantize(torch.cat([pipe(prompts[i : i + 16], seed=i) for i in range(0, len(prompts), 16)]))
+    return prompts, pixels
+
+
+def add_adherence(folder: Path, cfg: Any, profile: Profile, record: dict[str, Any]) -> dict[str, Any]:
+    """Adds `adherence` to a run's result written before it was measured: the final checkpoint is evaluated
+    again exactly as `run_once` does (same seeds, same global generator state, so the same samples: checked
+    by shapes-FD and oracle accuracy, which must equal the stored ones). Updates result.json."""
+    from ptdit.sampling.pipeline import GenerationPipeline
+
+    pipe = GenerationPipeline.from_checkpoint(folder / "train" / "checkpoints" / "latest")
+    torch.manual_seed(cfg.train.seed)
+    evaluation = evaluate(pipe, cfg, profile)
+    for key in ("shapes_fd", "oracle"):
+        if not math.isclose(evaluation[key], record[key], rel_tol=1e-3, abs_tol=1e-3):
+            raise RuntimeError(
+                f"{folder}: evaluated again, {key} is {evaluation[key]:.4f}, not the stored {record[key]}"
+            )
+    record = {**record, "adherence": evaluation["adherence"], "adherence_checks": evaluation["adherence_checks"]}
+    with atomic_file(folder / RESULT_NAME) as tmp:
+        Path(tmp).write_text(json.dumps(_jsonable(record), indent=2) + "\n")
+    return record
+
+
+def adherence(pixels: torch.Tensor, objects: list[list[dict[str, str]]]) -> dict[str, Any]:
+    """Oracle adherence of the shapes-FD samples to what they were asked for, on one-object data
+    (`ptdit.eval.oracle.one_object_checks`): `adherence` is the mean over samples and checks, `adherence_checks`
+    the mean per check. Both are None when a sample asks for more than one object.
+
+    Unlike the oracle benchmark, whose suite is mostly two-object prompts, these conditions come from the
+    training distribution (docs/study.md#measures)."""
+    from ptdit.eval.oracle import one_object_checks
+
+    if any(len(o) != 1 for o in objects):
+        return {"adherence": None, "adherence_checks": None}
+    checks = one_object_checks(pixels, [o[0] for o in objects])
+    means = {k: float(v.float().mean()) for k, v in checks.items()}
+    return {"adherence": float(np.mean(list(means.values()))), "adherence_checks": means}
 
 
 def evaluate_class(pipe: Any, cfg: Any, profile: Profile) -> dict[str, Any]:
@@ -147,9 +196,11 @@ def evaluate_class(pipe: Any, cfg: Any, profile: Profile) -> dict[str, Any]:
     accuracy = float(score_shape_classes(pixels, labels).mean())
     options = {"size": cfg.data.size, **cfg.data.options}
     fd = shapes_fd(pixels, cfg.data.dataset, num_real=profile.fd_real, options=options)
+    wanted = [[dict(zip(("color", "shape"), SHAPE_CLASSES[k], strict=True))] for k in labels]
     return {
         "oracle": accuracy,
         "oracle_categories": {"class": accuracy},
+        **adherence(pixels, wanted),
         "shapes_fd": fd["shapes_fd"],
         "shapes_fd_floor": fd["real_floor"],
         "eval_seconds": round(time.perf_counter() - start, 1),
@@ -177,7 +228,8 @@ def run_once(
 
     done = folder / RESULT_NAME
     if done.is_file():
-        return json.loads(done.read_text())
+        record = json.loads(done.read_text())
+        return record if "adherence" in record else add_adherence(folder, cfg, profile, record)
     if (folder / "train").exists():
         shutil.rmtree(folder / "train")
     folder.mkdir(parents=True, exist_ok=True)
@@ -216,7 +268,7 @@ def run_once(
 
 
 def _final_point(record: dict[str, Any], per_step: float) -> dict[str, Any]:
-    keys = ("step", "oracle", "shapes_fd", "train_seconds")
+    keys = ("step", "oracle", "adherence", "shapes_fd", "train_seconds")
     point = {k: record[k] for k in keys if k in record} | {"step": record["steps"]}
     return {**point, "macs": record["steps"] * per_step, "eval_seconds": record["eval_seconds"]}
 
