@@ -1,7 +1,7 @@
 """`ptdit study ablations | efficiency | attention`: the paper's claims tested in miniature (docs/study.md).
 
 Each writes JSON, PNG plots and report.html under `--out`; `--quick` checks the plumbing in minutes, the default
-(full) mode is sized for about two hours of a 2-core CPU. Finished runs (their result.json) are not redone, so an
+(full) mode is sized for a 2-core CPU (docs/study.md#time). Finished runs (their result.json) are not redone, so an
 interrupted study continues where it stopped when run again with the same `--out`.
 """
 
