@@ -58,7 +58,7 @@ def assets(tmp_path_factory):
 
 
 def _overrides(name: str, assets) -> list[str]:
-    if name.startswith("demo-"):
+    if name.startswith(("demo-", "study-")):  # built-in data and encoders
         return [*TINY_MODEL, "data.size=24", "pipeline.steps=2"]
     common = [
         *TINY_MODEL,
