@@ -155,7 +155,8 @@ def add_adherence(folder: Path, cfg: Any, profile: Profile, record: dict[str, An
     for key in ("shapes_fd", "oracle"):
         if not math.isclose(evaluation[key], record[key], rel_tol=1e-3, abs_tol=1e-3):
             raise RuntimeError(
-                f"{folder}: evaluated again, {key} is {evaluation[key]:.4f}, not the stored {record[key]}"
+                f"{folder}: evaluated again, {key} is {evaluation[key]:.4f}, not the stored {record[key]} (another "
+                "torch version or machine?); delete this run folder to train and evaluate it afresh"
             )
     record = {**record, "adherence": evaluation["adherence"], "adherence_checks": evaluation["adherence_checks"]}
     with atomic_file(folder / RESULT_NAME) as tmp:
