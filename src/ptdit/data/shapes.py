@@ -110,11 +110,15 @@ class ProceduralDataset(Dataset):
         return _to_pixels(self.render(self.complete_spec(parse_caption(self.name, caption), rng)))
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        """Returns `{"pixels": (3, F, H, W) float32 in [-1, 1], "caption": str, "index": int}`."""
+        """Returns `{"pixels": (3, F, H, W) float32 in [-1, 1], "caption": str, "index": int}` plus `extra_fields`."""
         index = self._check_index(index)
         spec = self.sample_spec(index)
         pixels = _to_pixels(self.render(spec))
-        return {"pixels": pixels, "caption": format_caption(self.name, spec), "index": index}
+        return {"pixels": pixels, "caption": format_caption(self.name, spec), "index": index, **self.extra_fields(spec)}
+
+    def extra_fields(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Item fields beyond pixels, caption and index, derived from the sample's spec (default: none)."""
+        return {}
 
     def _check_index(self, index: int) -> int:
         index = operator.index(index)
@@ -270,12 +274,11 @@ class ShapesDataset(ProceduralDataset):
         ]
         return {"objects": objects}
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        item = super().__getitem__(index)
-        if self.class_labels:
-            (obj,) = self.sample_spec(item["index"])["objects"]
-            item["label"] = shape_class(obj["color"], obj["shape"])
-        return item
+    def extra_fields(self, spec: dict[str, Any]) -> dict[str, Any]:
+        if not self.class_labels:
+            return {}
+        (obj,) = spec["objects"]
+        return {"label": shape_class(obj["color"], obj["shape"])}
 
     def render(self, spec: dict[str, Any]) -> np.ndarray:
         # Needs only the captioned attributes, so `render(parse_caption("shapes", caption))` works too.

@@ -128,15 +128,13 @@ def scale_config(model: str, scale: Scale, seed: int) -> Any:
     return train_config(fields, scale.profile, seed, size=scale.size)
 
 
-def seconds_per_step(model_fields: dict[str, Any], scale: Scale, *, steps: int = 3) -> float:
+def seconds_per_step(config: Any, scale: Scale, *, steps: int = 3) -> float:
     """Measured seconds of one training step (forward, backward, AdamW) on random data, after one warm-up step;
     the same harness for every architecture, so the ratios are fair."""
     import torch
 
-    from ptdit.config import config_from_dict
     from ptdit.models.registry import build_model
 
-    config = config_from_dict(model_fields)
     device = torch.device(scale.profile.device)
     model = build_model(config).to(device)
     optim = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -180,7 +178,7 @@ def cost_rows(scale: Scale, cache: Path | None = None) -> dict[str, dict[str, An
             "parameters": count_parameters(build_model(config, device="meta"))["total"],
             "train_macs_per_step": macs.forward_backward(),
             "attention_share": (macs.attention_total + macs.text_attention) / macs.forward,
-            "seconds_per_step": seconds_per_step(config.to_dict(), scale),
+            "seconds_per_step": seconds_per_step(config, scale),
         }
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)

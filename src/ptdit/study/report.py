@@ -221,6 +221,8 @@ def _curve_plot(scale: dict[str, Any], x_key: str, y_key: str, xlabel: str, ylab
 
 def write_efficiency_report(out: Path, summary: dict[str, Any]) -> Path:
     """OUT/efficiency.json, OUT/plots/*.png and OUT/report.html of the efficiency study."""
+    from ptdit.study.efficiency import PAIRS
+
     write_json(out / "efficiency.json", summary)
     sections = []
     for scale in summary["scales"]:
@@ -250,7 +252,7 @@ def write_efficiency_report(out: Path, summary: dict[str, Any]) -> Path:
             for m, c in scale["cost"].items()
         ]
         ratio_rows = [
-            [f"{MODEL_LABELS[_PAIR_OF[m]]} / {MODEL_LABELS[m]}", *[r.get(k) for k in RATIO_KEYS]]
+            [f"{MODEL_LABELS[PAIRS[m][0]]} / {MODEL_LABELS[m]}", *[r.get(k) for k in RATIO_KEYS]]
             for m, r in scale["ratios"].items()
         ]
         sections.append(
@@ -272,7 +274,6 @@ def write_efficiency_report(out: Path, summary: dict[str, Any]) -> Path:
     return write_page(out, "PT-DiT efficiency in miniature", sections, note)
 
 
-_PAIR_OF = {"pixart": "ptdit", "dit": "ptdit-class"}  # baseline -> its PT-DiT (ptdit.study.efficiency.PAIRS)
 RATIO_KEYS = ("macs_per_step", "seconds_per_step", "macs_to_reach", "fd_at_macs", "seconds_to_reach", "fd_at_seconds")
 
 
