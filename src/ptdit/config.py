@@ -261,6 +261,7 @@ class PipelineConfig:
     shift_scale: float = 1.0
     text_encoder: str | None = "t5"
     text_max_length: int = 120  # 120 for training (paper); 200 for the released weights
+    text_context: int = 0  # built-in word encoder only: neighbours on either side each token carries
     vae: str = "identity"
     sampler: str = "flow-euler"
     steps: int = 30
@@ -285,6 +286,8 @@ class PipelineConfig:
                 raise ValueError(f"pipeline.{name} must be a positive integer, got {value!r}")
         if self.window_size is not None:
             _check_size3("window_size", self.window_size)
+        if self.text_context < 0:
+            raise ValueError(f"pipeline.text_context must be >= 0, got {self.text_context!r}")
         if TASKS[self.task].conditioning == "text" and not self.text_encoder:
             raise ValueError(f"task {self.task!r} needs a text_encoder (a local folder, hub id or alias)")
 

@@ -24,7 +24,10 @@ def encoder_fingerprint(encoder: Any) -> str:
     settings: dict[str, Any] = {"max_length": getattr(encoder, "max_length", None)}
     if hasattr(encoder, "vocab") and hasattr(encoder, "embeddings"):  # the built-in word encoder
         settings["vocab"] = list(encoder.vocab)
-        _hash_tensors(digest, {"embeddings": encoder.embeddings})
+        tensors = {"embeddings": encoder.embeddings}
+        if getattr(encoder, "context", 0):
+            tensors["context_embeddings"] = encoder.context_embeddings
+        _hash_tensors(digest, tensors)
     elif hasattr(encoder, "tokenizer"):  # a transformers text encoder
         settings.update(kind=encoder.kind, clean=encoder.clean_captions, vocab_size=len(encoder.tokenizer))
         _hash_tensors(digest, encoder.model.state_dict())

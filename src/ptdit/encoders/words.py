@@ -1,9 +1,13 @@
 """A built-in word-level text encoder: fixed embeddings for a closed vocabulary, no download needed.
 
 For the procedural demo datasets, whose captions use a few dozen words, a frozen random embedding per word
-plus a sin-cos position code is all the text information a model needs; the model's trainable caption
-projection learns the rest. Saved as a folder with `config.json` (`model_type: "ptdit-words"`) and
-`embeddings.safetensors`, and loaded by `ptdit.encoders.load_text_encoder` like any other text encoder.
+plus a sin-cos position code carries every word of a caption; the model's trainable caption projection learns
+the rest. With `context = K > 0` each token also carries its K neighbours on either side, each through a
+random table of its own per offset (a frozen n-gram encoder): a token then knows its phrase, as a contextual
+encoder such as T5 would, so "a red circle at the left and a blue square at the right" binds colour, shape and
+position without the diffusion model having to (docs/decisions.md#contextual-word-encoder). Saved as a
+folder with `config.json` (`model_type: "ptdit-words"`) and `embeddings.safetensors`, and loaded by
+`ptdit.encoders.load_text_encoder` like any other text encoder.
 
 Shape legend: B prompts, S tokens (max_length), C width.
 """
@@ -31,6 +35,31 @@ def _sincos(positions: int, dim: int) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=1).float()
 
 
+def _check_context(context: int) -> int:
+    if not isinstance(context, int) or isinstance(context, bool) or context < 0:
+        raise ValueError(f"context must be a non-negative int (neighbours on either side), got {context!r}")
+    return context
+
+
+def _context_tables(context: int, vocab_size: int, dim: int, seed: int) -> torch.Tensor:
+    """(2K, V, C) random tables, one per neighbour offset, from a stream apart from the word embeddings' (so the
+    word embeddings of a seed are the same with and without context); row 0 (padding) is zero."""
+    gen = torch.Generator().manual_seed(seed + 1_000_003)
+    tables = torch.randn(2 * context, vocab_size, dim, generator=gen)
+    tables[:, 0] = 0
+    return tables
+
+
+def _shift(ids_BS: torch.Tensor, offset: int) -> torch.Tensor:
+    """Token ids of the neighbour at `offset` (id 0, padding, past either end): out[:, i] = ids[:, i + offset]."""
+    shifted = torch.zeros_like(ids_BS)
+    if offset > 0:
+        shifted[:, :-offset] = ids_BS[:, offset:]
+    else:
+        shifted[:, -offset:] = ids_BS[:, :offset]
+    return shifted
+
+
 class WordTextEncoder:
     """Word-level encoder: lower-cased words -> fixed embeddings + position code, EOS, padding mask.
 
@@ -38,6 +67,7 @@ class WordTextEncoder:
         kind: "words".
         vocab: the known words (unknown words map to `<unk>`, with a warning).
         max_length: tokens S per prompt (words + EOS, then padding).
+        context: neighbours K on either side whose words each token also carries (0: the word alone).
     """
 
     kind = "words"
@@ -49,7 +79,9 @@ class WordTextEncoder:
         dim: int = 64,
         max_length: int = 32,
         seed: int = 0,
+        context: int = 0,
         embeddings: torch.Tensor | None = None,
+        context_embeddings: torch.Tensor | None = None,
     ) -> None:
         if dim < 2 or dim % 2:
             raise ValueError(f"dim must be an even number >= 2, got {dim}")
@@ -67,6 +99,15 @@ class WordTextEncoder:
             raise ValueError(f"embeddings must be ({len(self.tokens)}, {dim}), got {tuple(embeddings.shape)}")
         self.embeddings = embeddings.float()
         self.positions = _sincos(max_length, dim)
+        self.context = _check_context(context)
+        if context_embeddings is None:
+            context_embeddings = _context_tables(context, len(self.tokens), dim, seed)
+        if context_embeddings.shape != (2 * context, len(self.tokens), dim):
+            raise ValueError(
+                f"context_embeddings must be ({2 * context}, {len(self.tokens)}, {dim}) for context={context}, "
+                f"got {tuple(context_embeddings.shape)}"
+            )
+        self.context_embeddings = context_embeddings.float()
 
     @property
     def dim(self) -> int:
@@ -83,6 +124,7 @@ class WordTextEncoder:
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> WordTextEncoder:
         self.embeddings = self.embeddings.to(device)
         self.positions = self.positions.to(device)
+        self.context_embeddings = self.context_embeddings.to(device)
         return self
 
     def tokenize(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,7 +163,13 @@ class WordTextEncoder:
         ids, mask = self.tokenize(prompts)
         ids, mask = ids.to(self.device), mask.to(self.device)
         emb = self.embeddings[ids] + self.positions[None] * mask[..., None]
+        for table, offset in zip(self.context_embeddings, self.offsets(), strict=True):
+            emb = emb + table[_shift(ids, offset)]  # padding (id 0) and positions past either end add zero
         return emb * mask[..., None], mask
+
+    def offsets(self) -> list[int]:
+        """The neighbour offsets, in the order of `context_embeddings`: -K .. -1, then 1 .. K."""
+        return [*range(-self.context, 0), *range(1, self.context + 1)]
 
     __call__ = encode
 
@@ -136,9 +184,13 @@ class WordTextEncoder:
             "dim": self.dim,
             "max_length": self.max_length,
             "seed": self.seed,
+            "context": self.context,
         }
         (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        save_file({"embeddings": self.embeddings.cpu().contiguous()}, str(folder / "embeddings.safetensors"))
+        tensors = {"embeddings": self.embeddings.cpu().contiguous()}
+        if self.context:
+            tensors["context_embeddings"] = self.context_embeddings.cpu().contiguous()
+        save_file(tensors, str(folder / "embeddings.safetensors"))
         return folder
 
 
@@ -160,12 +212,20 @@ def load_word_encoder(
 
     folder = Path(folder)
     config = read_json(folder / "config.json", what="word encoder config")
-    embeddings = load_safetensors(folder / "embeddings.safetensors")["embeddings"]
+    tensors = load_safetensors(folder / "embeddings.safetensors")
+    context = config.get("context", 0)  # folders written before the option carry no context
+    if context and "context_embeddings" not in tensors:
+        raise ValueError(
+            f"{folder}: config.json says context={context} but embeddings.safetensors has no "
+            "context_embeddings; rewrite the folder with WordTextEncoder.save"
+        )
     encoder = WordTextEncoder(
         config["vocab"],
         dim=config["dim"],
         max_length=max_length or config["max_length"],
         seed=config["seed"],
-        embeddings=embeddings,
+        context=context,
+        embeddings=tensors["embeddings"],
+        context_embeddings=tensors.get("context_embeddings"),
     )
     return encoder.to(device)

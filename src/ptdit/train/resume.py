@@ -17,7 +17,8 @@ from ptdit.train.config import TrainConfig
 
 # Pipeline fields that define the training problem (the rest are sampling defaults).
 PIPELINE_FIXED = (
-    "task", "objective", "beta_schedule", "timestep_shift", "shift_scale", "text_encoder", "text_max_length", "vae",
+    "task", "objective", "beta_schedule", "timestep_shift", "shift_scale", "text_encoder", "text_max_length",
+    "text_context", "vae",
 )  # fmt: skip
 # Settings that never change the numbers of a step.
 FREE = {

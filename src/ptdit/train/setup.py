@@ -56,12 +56,22 @@ def build_text_encoder(cfg: TrainConfig, model_config: Any, out_dir: Path, is_ma
 
         # The built-in word encoder is built from the procedural datasets' vocabulary, and a copy travels inside
         # every checkpoint folder (named relative to it), so checkpoints sample without the dataset.
-        encoder = WordTextEncoder(VOCABULARY, dim=model_config.context_dim, max_length=cfg.pipeline.text_max_length)
+        encoder = WordTextEncoder(
+            VOCABULARY,
+            dim=model_config.context_dim,
+            max_length=cfg.pipeline.text_max_length,
+            context=cfg.pipeline.text_context,
+        )
         folder = out_dir / "text_encoder"
         if is_main:
             encoder.save(folder)
         pipeline["text_encoder"] = "text_encoder"
         return encoder, folder, pipeline
+    if cfg.pipeline.text_context:
+        raise ValueError(
+            "pipeline.text_context applies to the built-in word encoder only; "
+            "set pipeline.text_encoder=words or pipeline.text_context=0"
+        )
     if cache is not None and cache.manifest.get("text_encoder") is not None:
         from ptdit.train.features import DeferredTextEncoder
 
