@@ -61,6 +61,7 @@ class OptimConfig:
     min_lr_ratio: float = 0.0  # cosine floor as a fraction of lr
     grad_clip: float = 1.0  # max global grad norm; 0 disables
     grad_accum: int = 1  # micro-batches per optimizer step
+    fused: bool = False  # AdamW's fused kernel: faster on CPU, equal to the default to rounding, not bitwise
 
     def __post_init__(self) -> None:
         check_fields(self, "optim.")

@@ -31,9 +31,16 @@ class EMA:
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
         decay = self.decay_at(step)
-        for name, param in model.named_parameters():
-            if name in self.shadow:
-                self.shadow[name].lerp_(param.detach().float(), 1 - decay)
+        pairs = [(self.shadow[n], p.detach().float()) for n, p in model.named_parameters() if n in self.shadow]
+        if any(hasattr(shadow, "device_mesh") for shadow, _ in pairs):  # FSDP2 shards: one lerp per DTensor
+            for shadow, param in pairs:
+                shadow.lerp_(param, 1 - decay)
+            return
+        # One multi-tensor kernel instead of one small op per parameter (3.6 against 4.2 ms a step idle for the
+        # 2-core demo's 215 tensors, 5 against 19 ms on a busy machine); the same per-element lerp, so
+        # bit-identical to the loop above (tests/train/test_optim.py).
+        shadows, params = zip(*pairs, strict=True) if pairs else ((), ())
+        torch._foreach_lerp_(list(shadows), list(params), 1 - decay)
 
     def state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
         """Full (gathered) EMA weights under the model's state-dict keys, non-trainable entries from the model."""
