@@ -13,6 +13,7 @@ from torch import nn
 
 from ptdit.attention.backends import AttentionBackend
 from ptdit.attention.functional import attention
+from ptdit.nn.layers import Linear
 
 
 class Attention(nn.Module):
@@ -28,10 +29,10 @@ class Attention(nn.Module):
             raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
         context_dim = dim if context_dim is None else context_dim
         self.num_heads = num_heads
-        self.to_q = nn.Linear(dim, dim, bias=bias)
-        self.to_k = nn.Linear(context_dim, dim, bias=bias)
-        self.to_v = nn.Linear(context_dim, dim, bias=bias)
-        self.to_out = nn.ModuleList([nn.Linear(dim, dim, bias=bias)])  # a list so the key is `to_out.0`
+        self.to_q = Linear(dim, dim, bias=bias)
+        self.to_k = Linear(context_dim, dim, bias=bias)
+        self.to_v = Linear(context_dim, dim, bias=bias)
+        self.to_out = nn.ModuleList([Linear(dim, dim, bias=bias)])  # a list so the key is `to_out.0`
         self.backend: AttentionBackend | str | None = None
 
     def forward(

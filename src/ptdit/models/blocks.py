@@ -23,7 +23,7 @@ from ptdit.attention.modules import Attention, masked_window_attention
 from ptdit.attention.proxy import pool_proxy_tokens, proxy_grid, real_proxy_index, real_proxy_mask
 from ptdit.attention.window import WindowLayout
 from ptdit.config import PTDiTConfig
-from ptdit.nn.layers import FeedForward, layer_norm, modulate
+from ptdit.nn.layers import FeedForward, Linear, layer_norm, modulate
 
 
 def _table(rows: int, dim: int) -> nn.Parameter:
@@ -70,8 +70,8 @@ class PTDiTBlock(nn.Module):
             elif config.injection == "linear":
                 num_tokens = math.prod(config.injection_grid)
                 per_proxy = math.prod(config.proxy_window or config.window_size)
-                self.proxy_to_tokens = nn.Linear(num_tokens // per_proxy, num_tokens)  # along the token axis
-            self.linear_1_visual = nn.Linear(D, D)  # zero-initialised (paper: "ZeroLinear")
+                self.proxy_to_tokens = Linear(num_tokens // per_proxy, num_tokens)  # along the token axis
+            self.linear_1_visual = Linear(D, D)  # zero-initialised (paper: "ZeroLinear")
 
         # 2. Texture complement (TCM): window attention, then shifted-window attention
         if config.use_window_attention:
@@ -81,7 +81,7 @@ class PTDiTBlock(nn.Module):
             self.proxy_scale_shift_table = _table(3, D)  # T3: added to the first three rows of t6
             self.shift_window_norm = layer_norm(D, eps)
             self.attn3 = Attention(D, heads)
-            self.linear_2 = nn.Linear(D, D)  # zero-initialised
+            self.linear_2 = Linear(D, D)  # zero-initialised
 
         # 3. Text cross-attention (captions are projected to width D before the blocks)
         if config.conditioning == "text":

@@ -18,7 +18,7 @@ from ptdit.attention.functional import attention
 from ptdit.config import DiTConfig
 from ptdit.models.common import check_class_labels, check_latents, expand_timesteps
 from ptdit.nn.embeddings import LabelEmbedder, PatchEmbed, sincos_pos_embed_2d, timestep_embedding, unpatchify
-from ptdit.nn.layers import layer_norm, modulate
+from ptdit.nn.layers import Linear, layer_norm, modulate
 
 
 class DiTTimestepEmbedder(nn.Module):
@@ -39,8 +39,8 @@ class FusedQKVAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int) -> None:
         super().__init__()
         self.num_heads = num_heads
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
+        self.qkv = Linear(dim, 3 * dim)
+        self.proj = Linear(dim, dim)
         self.backend: AttentionBackend | str | None = None
 
     def forward(self, x_BLD: torch.Tensor) -> torch.Tensor:
@@ -56,12 +56,11 @@ class Mlp(nn.Module):
 
     def __init__(self, dim: int, hidden_dim: int) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden_dim)
-        self.act = nn.GELU(approximate="tanh")
-        self.fc2 = nn.Linear(hidden_dim, dim)
+        self.fc1 = Linear(dim, hidden_dim, activation="gelu_tanh")  # GELU inside: one fused kernel on CPU bf16
+        self.fc2 = Linear(hidden_dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+        return self.fc2(self.fc1(x))
 
 
 class DiTBlock(nn.Module):
@@ -88,7 +87,7 @@ class DiTFinalLayer(nn.Module):
         super().__init__()
         D = config.dim
         self.norm_final = layer_norm(D, config.norm_eps)
-        self.linear = nn.Linear(D, config.patch_size**2 * config.out_channels)
+        self.linear = Linear(D, config.patch_size**2 * config.out_channels)
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(D, 2 * D))
 
     def forward(self, x_BLD: torch.Tensor, c_BD: torch.Tensor) -> torch.Tensor:

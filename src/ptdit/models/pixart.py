@@ -19,7 +19,7 @@ from ptdit.attention.modules import Attention
 from ptdit.config import PixArtConfig
 from ptdit.models.common import check_context, check_latents, expand_timesteps, key_padding_mask
 from ptdit.nn.embeddings import AdaLNSingle, CaptionProjection, PatchEmbed, unpatchify
-from ptdit.nn.layers import FeedForward, layer_norm, modulate
+from ptdit.nn.layers import FeedForward, Linear, layer_norm, modulate
 
 
 class PixArtBlock(nn.Module):
@@ -60,7 +60,7 @@ class PixArtAlpha(nn.Module):
         self.transformer_blocks = nn.ModuleList([PixArtBlock(config) for _ in range(config.depth)])
         self.norm_out = layer_norm(D, config.norm_eps)
         self.scale_shift_table = nn.Parameter(torch.randn(2, D) / math.sqrt(D))
-        self.proj_out = nn.Linear(D, config.patch_size**2 * config.out_channels)
+        self.proj_out = Linear(D, config.patch_size**2 * config.out_channels)
 
     def block_list(self) -> list[nn.Module]:
         """The repeated blocks (targets for activation checkpointing, compile and FSDP wrapping)."""

@@ -19,7 +19,7 @@ from ptdit.config import PTDiTConfig
 from ptdit.models.blocks import PTDiTBlock
 from ptdit.models.common import check_class_labels, check_context, check_latents, expand_timesteps, key_padding_mask
 from ptdit.nn.embeddings import AdaLNSingle, CaptionProjection, LabelEmbedder, PatchEmbed, unpatchify
-from ptdit.nn.layers import layer_norm, modulate
+from ptdit.nn.layers import Linear, layer_norm, modulate
 
 
 class PTDiT(nn.Module):
@@ -45,7 +45,7 @@ class PTDiT(nn.Module):
         self.transformer_blocks = nn.ModuleList([PTDiTBlock(config) for _ in range(config.depth)])
         self.norm_out = layer_norm(D, config.norm_eps)
         self.scale_shift_table = nn.Parameter(torch.randn(2, D) / math.sqrt(D))  # final layer: shift, scale
-        self.proj_out = nn.Linear(D, config.patch_size**2 * config.out_channels)
+        self.proj_out = Linear(D, config.patch_size**2 * config.out_channels)
         self.initialize_weights()
 
     @property
