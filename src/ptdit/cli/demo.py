@@ -88,6 +88,8 @@ def run_demo(
 ) -> DemoResult:
     """Trains `train.max_steps` steps (at most `minutes`, if given), evaluates with the oracle and writes the
     report. Returns the metrics."""
+    import torch
+
     from ptdit.eval.oracle import evaluate_with_oracle
     from ptdit.eval.previews import sample_prompts
     from ptdit.eval.report import write_report
@@ -99,7 +101,9 @@ def run_demo(
 
     # Evaluate the EMA weights on a fixed prompt set with the oracle
     start = time.perf_counter()
-    pipe = GenerationPipeline.from_checkpoint(result.checkpoint)  # loads ema.safetensors
+    # ema.safetensors, in fp32 on every machine: the score must not depend on the CPU
+    # (docs/decisions.md#default-precision)
+    pipe = GenerationPipeline.from_checkpoint(result.checkpoint, dtype=torch.float32)
     prompts = sample_prompts(cfg, eval_prompts or NUM_EVAL_PROMPTS[task], seed=2024)
     pixels, scores = evaluate_with_oracle(pipe, cfg.data.dataset, prompts)
     metrics = demo_metrics(task, cfg, result, pipe, prompts, scores, eval_seconds=time.perf_counter() - start)

@@ -54,7 +54,7 @@ def _train(out: Path, arch: str, settings: AttentionSettings) -> Any:
     cfg = train_config(model_fields(arch, settings.profile, patch_size=PATCH, **changes), settings.profile, seed)
     folder = out / "runs" / arch / f"seed-{seed}"
     run_once(folder, cfg, settings.profile)
-    return GenerationPipeline.from_checkpoint(folder / "train")
+    return GenerationPipeline.from_checkpoint(folder / "train", dtype=torch.float32)
 
 
 def probe_batch(pipe: Any, count: int, timestep: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, dict]:

@@ -149,7 +149,7 @@ def add_adherence(folder: Path, cfg: Any, profile: Profile, record: dict[str, An
     by shapes-FD and oracle accuracy, which must equal the stored ones). Updates result.json."""
     from ptdit.sampling.pipeline import GenerationPipeline
 
-    pipe = GenerationPipeline.from_checkpoint(folder / "train" / "checkpoints" / "latest")
+    pipe = GenerationPipeline.from_checkpoint(folder / "train" / "checkpoints" / "latest", dtype=torch.float32)
     torch.manual_seed(cfg.train.seed)
     evaluation = evaluate(pipe, cfg, profile)
     for key in ("shapes_fd", "oracle"):
@@ -239,7 +239,7 @@ def run_once(
     result = train(cfg, folder / "train", show_progress=False, evaluate=evaluate_fn)
     seconds = result.train_seconds - sum(p["eval_seconds"] for p in points)  # the loop's clock, setup excluded
     points = _training_seconds(points, folder / "train" / "metrics.jsonl")
-    pipe = GenerationPipeline.from_checkpoint(result.checkpoint)
+    pipe = GenerationPipeline.from_checkpoint(result.checkpoint, dtype=torch.float32)  # machine-independent
     # Sampling noise has its own seeds; this makes the draws from the global generator (random proxies)
     # reproducible too, whatever ran before in the process.
     torch.manual_seed(cfg.train.seed)

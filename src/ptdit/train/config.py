@@ -84,7 +84,7 @@ class RunConfig:
     max_steps: int = 1000
     max_minutes: float | None = None  # stop early when this wall-clock budget is spent
     seed: int = 0
-    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    precision: str = "auto"  # auto | fp32 | bf16 (autocast); auto: ptdit.precision.auto_precision
     grad_checkpointing: bool = False
     compile: bool = False
     parallel: str = "ddp"  # ddp | fsdp (used only when launched with several processes)
@@ -115,8 +115,8 @@ class RunConfig:
         check_range("train.", self, ("caption_dropout", "ema_decay"), below=1)
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"train.device must be 'cpu' or 'cuda', got {self.device!r}")
-        if self.precision not in ("fp32", "bf16"):
-            raise ValueError(f"train.precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"train.precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
         if self.parallel not in ("ddp", "fsdp"):
             raise ValueError(f"train.parallel must be 'ddp' or 'fsdp', got {self.parallel!r}")
         if not 0 <= self.caption_dropout < 1 or not 0 <= self.ema_decay < 1:

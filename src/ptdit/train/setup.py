@@ -197,6 +197,7 @@ def sample_frames(dataset: Any) -> int:
 
 def build_state(cfg: TrainConfig, info: DistInfo, module: torch.nn.Module, vae: Any, encoder: Any) -> TrainState:
     """Parallel wrapper, optimizer and EMA on the (possibly sharded) parameters, loss and conditioning."""
+    from ptdit.precision import resolve_precision
     from ptdit.train.distributed import wrap_model
 
     model = wrap_model(module, info, cfg.train.parallel)
@@ -206,7 +207,7 @@ def build_state(cfg: TrainConfig, info: DistInfo, module: torch.nn.Module, vae: 
     conditioner = conditioning_for(
         module.conditioning, text_encoder=encoder, num_classes=getattr(module.config, "num_classes", None)
     )
-    use_bf16 = cfg.train.precision == "bf16"
+    use_bf16 = resolve_precision(cfg.train.precision, module.config.dim, info.device, "training") == "bf16"
     return TrainState(
         cfg=cfg,
         info=info,
