@@ -178,3 +178,34 @@ def test_profile_lists_operators_by_self_time(capsys):
     assert [o["self_ms"] for o in ops] == sorted((o["self_ms"] for o in ops), reverse=True)
     assert all(0 < o["share"] <= 1 and o["calls"] >= 1 for o in ops)
     assert any("mm" in o["op"] or "attention" in o["op"] for o in ops)  # the matmuls are among the top operators
+
+
+def test_reference_linear_runs_the_reference_path_and_restores_the_switch(capsys, monkeypatch):
+    import json
+
+    from ptdit.nn.layers import Linear
+
+    seen = []
+    forward = Linear.forward
+
+    def spy(self, x):
+        seen.append(self._use_fused(x))
+        return forward(self, x)
+
+    monkeypatch.setattr(Linear, "forward", spy)
+    args = ["bench", "--model", "PT-DiT/Tiny", "--resolution", "128", *TINY, "--forward-only", "--dtype", "bf16"]
+    assert main([*args, "--reference-linear", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert seen and not any(seen) and rows[0]["linear"] == "reference"
+    assert Linear.fused_cpu  # restored for the rest of the process
+    seen.clear()
+    assert main([*args, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["linear"] == "fast path where eligible"
+    if layers_available():
+        assert any(seen)  # bf16 forward passes on CPU take the fast path
+
+
+def layers_available() -> bool:
+    from ptdit.nn import layers
+
+    return layers._onednn_linear_available()

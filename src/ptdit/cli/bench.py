@@ -81,6 +81,12 @@ def _timing_arguments(p: argparse.ArgumentParser) -> None:
         help="weights and inputs dtype (default: fp32 for models, bf16 for pipeline)",
     )
     p.add_argument(
+        "--reference-linear",
+        action="store_true",
+        help="run every linear layer on its reference path (F.linear + F.gelu), without the CPU bf16 inference fast "
+        "path (docs/decisions.md#fused-cpu-linear): to measure what the fast path gains",
+    )
+    p.add_argument(
         "--profile",
         type=int,
         metavar="TOP",
@@ -331,7 +337,15 @@ def run(args: argparse.Namespace) -> int:
 
     if any(r < 1 for r in args.resolution):
         raise ValueError(f"--resolution values must be positive, got {args.resolution}")
-    rows = run_benchmarks(args.model, args.resolution, _settings(args))
+    from ptdit.nn.layers import Linear
+
+    fused, Linear.fused_cpu = Linear.fused_cpu, not args.reference_linear
+    try:
+        rows = run_benchmarks(args.model, args.resolution, _settings(args))
+    finally:
+        Linear.fused_cpu = fused
+    for row in rows:
+        row["linear"] = "reference" if args.reference_linear else "fast path where eligible"
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
