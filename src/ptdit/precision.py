@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 
 PRECISIONS = ("auto", "fp32", "bf16")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}  # the resolved precisions and their torch dtypes
 USES = ("inference", "training")
 # Narrowest network width at which bf16 is measured faster than fp32 on a CPU with bf16 matrix units
 # (BENCHMARKS.md "Default precision": forward and autocast training step of PT-DiT at widths 128-1152).
@@ -54,4 +55,4 @@ def resolve_precision(precision: str, width: int, device: torch.device | str, us
 
 def torch_dtype(precision: str) -> torch.dtype:
     """The torch dtype of a resolved precision name."""
-    return {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+    return DTYPES[precision]

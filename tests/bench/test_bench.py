@@ -183,6 +183,7 @@ def test_profile_lists_operators_by_self_time(capsys):
 def test_reference_linear_runs_the_reference_path_and_restores_the_switch(capsys, monkeypatch):
     import json
 
+    from ptdit.nn import layers
     from ptdit.nn.layers import Linear
 
     seen = []
@@ -201,11 +202,5 @@ def test_reference_linear_runs_the_reference_path_and_restores_the_switch(capsys
     seen.clear()
     assert main([*args, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["linear"] == "fast path where eligible"
-    if layers_available():
+    if layers._onednn_linear_available():
         assert any(seen)  # bf16 forward passes on CPU take the fast path
-
-
-def layers_available() -> bool:
-    from ptdit.nn import layers
-
-    return layers._onednn_linear_available()

@@ -49,11 +49,11 @@ from ptdit.eval.flops import (
     token_grid,
 )
 from ptdit.optional import require
+from ptdit.precision import DTYPES
 
 Size3 = tuple[int, int, int]
 
 DIFFUSERS_PIXART = "diffusers:PixArtTransformer2DModel"
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from ptdit.config import ModelConfig
 from ptdit.eval.flops import TEXT_TOKENS, model_window, token_grid
+from ptdit.precision import torch_dtype
 
 GIB = 2**30
 PRECISIONS = ("bf16", "fp32")
@@ -342,7 +343,7 @@ def estimate_vae_encode_memory(resolution: int, frames: int = 1, *, dtype: str =
 
     previous = torch.get_default_dtype()
     with FakeTensorMode():
-        torch.set_default_dtype({"bf16": torch.bfloat16, "fp32": torch.float32}[dtype])
+        torch.set_default_dtype(torch_dtype(dtype))
         try:
             vae = CausalVAE(CausalVAEModel(CausalVAEConfig()))
         finally:

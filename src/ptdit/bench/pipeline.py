@@ -24,9 +24,9 @@ from typing import Any
 import torch
 
 from ptdit.bench.timing import PeakMemory
+from ptdit.precision import DTYPES
 
 T5_XXL = {"vocab_size": 32128, "d_model": 4096, "d_kv": 64, "d_ff": 10240, "num_layers": 24, "num_heads": 64}
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 @dataclasses.dataclass(frozen=True)

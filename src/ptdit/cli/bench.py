@@ -324,6 +324,16 @@ def run(args: argparse.Namespace) -> int:
     args.model = args.model or list(DEFAULT_MODELS)
     if len(args.frames) != 1:
         raise ValueError(f"bench {args.what} takes one --frames value, got {args.frames}; several are for memory")
+    from ptdit.nn.layers import Linear
+
+    fused, Linear.fused_cpu = Linear.fused_cpu, not args.reference_linear  # every path that runs a network
+    try:
+        return _run_networks(args)
+    finally:
+        Linear.fused_cpu = fused
+
+
+def _run_networks(args: argparse.Namespace) -> int:
     if args.what == "pipeline":
         from ptdit.cli.bench_pipeline import run_pipeline
 
@@ -337,13 +347,7 @@ def run(args: argparse.Namespace) -> int:
 
     if any(r < 1 for r in args.resolution):
         raise ValueError(f"--resolution values must be positive, got {args.resolution}")
-    from ptdit.nn.layers import Linear
-
-    fused, Linear.fused_cpu = Linear.fused_cpu, not args.reference_linear
-    try:
-        rows = run_benchmarks(args.model, args.resolution, _settings(args))
-    finally:
-        Linear.fused_cpu = fused
+    rows = run_benchmarks(args.model, args.resolution, _settings(args))
     for row in rows:
         row["linear"] = "reference" if args.reference_linear else "fast path where eligible"
     if args.json:

@@ -115,7 +115,6 @@ def check_media(pipe: Any, args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
 
     from ptdit.precision import torch_dtype
     from ptdit.recipe import get_task
@@ -132,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     weights = {"auto": None, "ema": "ema.safetensors", "model": "model.safetensors"}[args.weights]
     pipe = GenerationPipeline.from_checkpoint(
         args.checkpoint, weights=weights, text_encoder=args.text_encoder, vae=args.vae, device=args.device,
-        dtype=dtype, load=(), text_encoder_dtype=torch.bfloat16 if args.text_encoder_dtype == "bf16" else torch.float32,
+        dtype=dtype, load=(), text_encoder_dtype=torch_dtype(args.text_encoder_dtype),
     )  # fmt: skip
     check_media(pipe, args)
     req = pipe.request(args.height, args.width, args.frames)

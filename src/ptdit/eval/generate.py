@@ -128,6 +128,7 @@ def plan_generation(
     Each prompt (or class label) is repeated `per_prompt` times in a row: sample `p * per_prompt + k` is the
     k-th sample of prompt p. Unconditional checkpoints take neither and give `per_prompt` samples.
     """
+    from ptdit.precision import torch_dtype
     from ptdit.recipe import get_task
     from ptdit.sampling.pipeline import GenerationPipeline, resolve_checkpoint
     from ptdit.sampling.solvers import SAMPLERS
@@ -141,8 +142,7 @@ def plan_generation(
     if dtype not in ("fp32", "bf16"):
         raise ValueError(f"--dtype must be fp32 or bf16, got {dtype!r}")
     folder = resolve_checkpoint(checkpoint)
-    torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
-    pipe = GenerationPipeline.from_checkpoint(folder, weights=weights, device=device, dtype=torch_dtype)
+    pipe = GenerationPipeline.from_checkpoint(folder, weights=weights, device=device, dtype=torch_dtype(dtype))
     items = _plan_items(pipe, prompts, class_labels, per_prompt)
     req = pipe.request(height, width, frames)
     cfg = pipe.config

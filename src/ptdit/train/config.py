@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ptdit.config import ModelConfig, PipelineConfig, _coerce, check_fields, check_range, config_from_dict
+from ptdit.precision import PRECISIONS
 from ptdit.presets.models import get_preset
 
 
@@ -115,7 +116,7 @@ class RunConfig:
         check_range("train.", self, ("caption_dropout", "ema_decay"), below=1)
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"train.device must be 'cpu' or 'cuda', got {self.device!r}")
-        if self.precision not in ("auto", "fp32", "bf16"):
+        if self.precision not in PRECISIONS:
             raise ValueError(f"train.precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
         if self.parallel not in ("ddp", "fsdp"):
             raise ValueError(f"train.parallel must be 'ddp' or 'fsdp', got {self.parallel!r}")
