@@ -42,10 +42,10 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from ptdit.config import ModelConfig
 from ptdit.eval.flops import TEXT_TOKENS, model_window, token_grid
-from ptdit.precision import torch_dtype
+from ptdit.precision import DTYPES, torch_dtype
 
 GIB = 2**30
-PRECISIONS = ("bf16", "fp32")
+PRECISIONS = tuple(DTYPES)  # the resolved precisions ("auto" is resolved before an estimate)
 LABELS = ("weights", "gradients", "optimizer", "ema", "activations", "backward", "optimizer_step", "inputs")
 
 

@@ -115,7 +115,6 @@ def check_media(pipe: Any, args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-
     from ptdit.precision import torch_dtype
     from ptdit.recipe import get_task
     from ptdit.sampling.media import write_samples

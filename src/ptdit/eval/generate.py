@@ -128,7 +128,7 @@ def plan_generation(
     Each prompt (or class label) is repeated `per_prompt` times in a row: sample `p * per_prompt + k` is the
     k-th sample of prompt p. Unconditional checkpoints take neither and give `per_prompt` samples.
     """
-    from ptdit.precision import torch_dtype
+    from ptdit.precision import DTYPES, torch_dtype
     from ptdit.recipe import get_task
     from ptdit.sampling.pipeline import GenerationPipeline, resolve_checkpoint
     from ptdit.sampling.solvers import SAMPLERS
@@ -139,7 +139,7 @@ def plan_generation(
         )
     if sampler is not None and sampler not in SAMPLERS:
         raise ValueError(f"unknown --sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-    if dtype not in ("fp32", "bf16"):
+    if dtype not in DTYPES:
         raise ValueError(f"--dtype must be fp32 or bf16, got {dtype!r}")
     folder = resolve_checkpoint(checkpoint)
     pipe = GenerationPipeline.from_checkpoint(folder, weights=weights, device=device, dtype=torch_dtype(dtype))
