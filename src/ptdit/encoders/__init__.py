@@ -29,7 +29,7 @@ if TYPE_CHECKING:
         load_text_encoder,
         normalize_negative_prompt,
     )
-    from ptdit.encoders.vae import VAE, IdentityVAE, ImageVAE, VideoVAE, load_vae
+    from ptdit.encoders.vae import VAE, IdentityVAE, ImageVAE, PackVAE, VideoVAE, load_vae
     from ptdit.encoders.words import WordTextEncoder, load_word_encoder
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "IdentityVAE",
     "ImageVAE",
     "MissingWeightsError",
+    "PackVAE",
     "TextEncoder",
     "VideoVAE",
     "WordTextEncoder",
@@ -61,6 +62,7 @@ _LAZY = {
     "VAE": "vae",
     "IdentityVAE": "vae",
     "ImageVAE": "vae",
+    "PackVAE": "vae",
     "VideoVAE": "vae",
     "load_vae": "vae",
     "WordTextEncoder": "words",

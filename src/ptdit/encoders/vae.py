@@ -24,9 +24,11 @@ Y / X latent rows / cols.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import torch
+from einops import rearrange
 from torch import Tensor, nn
 
 from ptdit.encoders.hub import ResolvedModel, missing_weights_error, resolve_model
@@ -38,6 +40,7 @@ __all__ = [
     "CausalFrames",
     "IdentityVAE",
     "ImageVAE",
+    "PackVAE",
     "VideoVAE",
     "causal_latent_frames",
     "load_vae",
@@ -178,6 +181,65 @@ class IdentityVAE(VAE):
         """Return the latents (B, 3, F, H, W) as float32 pixels, unclamped so the round trip is exact."""
         _check_5d(latents, 3, "latents")
         return latents.float()
+
+
+class PackVAE(VAE):
+    """Lossless space-time packing (docs/decisions.md#packed-pixel-latents): every t frames x s x s pixels of a
+    clip become the 3 t s^2 channels of one latent position, with no weights.
+
+    It plays the part of a video VAE's compression (the paper's CausalVAE packs 4 frames into one latent frame)
+    for small pixel-space models: a token then carries its pixels' motion over t frames. Not causal: F' = F / t.
+    Channel order (pt, ps, qs, c): frame within the group, row within the block, column within the block, RGB.
+    """
+
+    def __init__(self, temporal_factor: int = 4, spatial_factor: int = 1) -> None:
+        super().__init__()
+        for name, value in (("temporal_factor", temporal_factor), ("spatial_factor", spatial_factor)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"PackVAE {name} must be an int >= 1, got {value!r}")
+        self.temporal_factor, self.spatial_factor = temporal_factor, spatial_factor
+        self.latent_channels = 3 * temporal_factor * spatial_factor**2
+
+    def latent_frames(self, frames: int) -> int:
+        """F' = F / t; raises ValueError naming the nearest valid frame counts otherwise."""
+        t = self.temporal_factor
+        if frames < 1 or frames % t:
+            below = frames - frames % t
+            nearest = f"{t}" if below < t else f"{below} or {below + t}"
+            raise ValueError(
+                f"frames must be a multiple of {t} for {self.name}, got {frames}; nearest valid: {nearest}"
+            )
+        return frames // t
+
+    def pixel_frames(self, latent_frames: int) -> int:
+        """F = F' t."""
+        return super().pixel_frames(latent_frames) * self.temporal_factor
+
+    @property
+    def name(self) -> str:
+        """The `pipeline.vae` name that loads this packing."""
+        return f"pack-t{self.temporal_factor}-s{self.spatial_factor}"
+
+    def encode(self, pixels: Tensor, *, sample: bool = False, generator: torch.Generator | None = None) -> Tensor:
+        """(B, 3, F, H, W) pixels -> (B, 3 t s^2, F / t, H / s, W / s) float32 latents; `sample` is ignored."""
+        _check_5d(pixels, 3, "pixels")
+        self.latent_shape(*pixels.shape[2:])  # names the valid sizes
+        t, s = self.temporal_factor, self.spatial_factor
+        return rearrange(pixels.float(), "b c (f pt) (y ps) (x qs) -> b (pt ps qs c) f y x", pt=t, ps=s, qs=s)
+
+    def decode(self, latents: Tensor) -> Tensor:
+        """The exact inverse of `encode` (unclamped, so the round trip is exact)."""
+        _check_5d(latents, self.latent_channels, "latents")
+        t, s = self.temporal_factor, self.spatial_factor
+        return rearrange(latents.float(), "b (pt ps qs c) f y x -> b c (f pt) (y ps) (x qs)", pt=t, ps=s, qs=s)
+
+
+def parse_pack_vae(name: str) -> PackVAE | None:
+    """ "pack-t4", "pack-s2", "pack-t4-s2" -> PackVAE (omitted factors are 1); None for any other name."""
+    match = re.fullmatch(r"pack(?:-t(\d+))?(?:-s(\d+))?", name)
+    if match is None or name == "pack":
+        return None
+    return PackVAE(int(match.group(1) or 1), int(match.group(2) or 1))
 
 
 class _DiffusersVAE(VAE):
@@ -425,6 +487,8 @@ def load_vae(
     name = os.fspath(name_or_path)
     if name == "identity":
         return IdentityVAE()
+    if (packed := parse_pack_vae(name)) is not None:
+        return packed
     if not os.path.isdir(os.path.expanduser(name)) and name in VAE_ALIASES:
         name, alias_subfolder = VAE_ALIASES[name]
         subfolder = subfolder if subfolder is not None else alias_subfolder
