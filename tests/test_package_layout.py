@@ -88,7 +88,7 @@ def _string_literals(path: Path) -> set[str]:
         # Task names are tested only in the recipe layer; the demo names its configs per task.
         ({"t2v", "t2mv"}, ("recipe/", "cli/demo.py")),
         # Objective names map to schedule / prediction / loss only in the objective module.
-        ({"vp-v", "vp-eps"}, ("recipe/objective.py",)),
+        ({"flow-x0", "vp-v", "vp-eps"}, ("recipe/objective.py",)),
     ],
 )
 def test_each_decision_is_made_in_one_place(names, owners):

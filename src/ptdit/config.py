@@ -255,7 +255,7 @@ class PipelineConfig:
     """
 
     task: str = "t2i"  # t2i | t2v | t2mv (views as frames) | class | uncond
-    objective: str = "flow"  # rectified flow (reference) | v- or eps-prediction on a VP schedule
+    objective: str = "flow"  # rectified flow (reference) | flow-x0 (x0-prediction) | vp-v | vp-eps
     beta_schedule: str = "linear"  # VP objectives only: linear | cosine
     timestep_shift: bool = True  # the reference's resolution/frame-dependent shift, in training and sampling
     shift_scale: float = 1.0

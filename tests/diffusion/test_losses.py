@@ -8,12 +8,21 @@ import pytest
 import torch
 from torch import Tensor
 
-from ptdit.diffusion import DiffusionLoss, FlowMatchingLoss, FlowSchedule, VPLoss, VPSchedule, prediction_to_x0
+from ptdit.diffusion import (
+    DiffusionLoss,
+    FlowMatchingLoss,
+    FlowSchedule,
+    FlowX0Loss,
+    VPLoss,
+    VPSchedule,
+    prediction_to_x0,
+)
 from tests.helpers.diffusion import latents, oracle_model
 
 LOSSES = {
     "flow": lambda: FlowMatchingLoss(),
     "flow_uniform_noshift": lambda: FlowMatchingLoss(FlowSchedule(timestep_sampling="uniform", shift=None)),
+    "flow_x0": lambda: FlowX0Loss(),
     "vp_v": lambda: VPLoss(),
     "vp_eps_cosine": lambda: VPLoss(VPSchedule("cosine"), prediction="eps"),
 }
@@ -78,3 +87,18 @@ def test_loss_passes_cond_and_is_deterministic() -> None:
 def test_vploss_rejects_other_predictions() -> None:
     with pytest.raises(ValueError, match="'v' or 'eps'"):
         VPLoss(prediction="velocity")  # type: ignore[arg-type]
+
+
+def test_flow_x0_loss_is_the_velocity_error_of_its_x0_prediction() -> None:
+    """MSE(x0_hat, x0) / max(sigma, 0.05)^2 equals the velocity-space error of the x0 prediction (Li & He 2025)."""
+    loss_fn = FlowX0Loss()
+    x0, noise = latents(0), latents(1)
+    t = torch.tensor([20.0, 600.0])  # sigma 0.02 (floored to 0.05) and 0.6
+    x_t = loss_fn.add_noise(x0, noise, t)
+    x0_hat = 0.9 * x0 + 0.1 * x_t
+    loss = loss_fn.compute(lambda x, tt, **_: x0_hat, x0, {}, t, noise)
+    sigma = torch.tensor([0.05, 0.6]).view(-1, 1, 1, 1, 1)
+    velocity_error = ((x0_hat - x_t) / sigma - (x0 - x_t) / sigma).square().flatten(1).mean(1)
+    torch.testing.assert_close(loss, velocity_error)
+    with pytest.raises(ValueError, match="sigma_min"):
+        FlowX0Loss(sigma_min=0.0)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ptdit.config import PipelineConfig
-from ptdit.diffusion.losses import FlowMatchingLoss, VPLoss
+from ptdit.diffusion.losses import FlowMatchingLoss, FlowX0Loss, VPLoss
 from ptdit.diffusion.schedules import FlowSchedule, VPSchedule, timestep_shift_ratio
 from ptdit.recipe import build_objective
 from ptdit.recipe.objective import OBJECTIVES
@@ -16,6 +16,7 @@ from ptdit.recipe.objective import OBJECTIVES
     ("name", "prediction", "schedule", "loss"),
     [
         ("flow", "velocity", FlowSchedule, FlowMatchingLoss),
+        ("flow-x0", "x0", FlowSchedule, FlowX0Loss),
         ("vp-v", "v", VPSchedule, VPLoss),
         ("vp-eps", "eps", VPSchedule, VPLoss),
     ],
@@ -29,7 +30,7 @@ def test_objective_maps_to_schedule_prediction_and_loss(name, prediction, schedu
 
 
 def test_every_objective_the_config_accepts_is_built():
-    assert set(OBJECTIVES) == {"flow", "vp-v", "vp-eps"}
+    assert set(OBJECTIVES) == {"flow", "flow-x0", "vp-v", "vp-eps"}
     for name in OBJECTIVES:
         build_objective(PipelineConfig(objective=name))
 
@@ -57,7 +58,7 @@ def test_loss_and_sampler_agree_on_the_target():
         objective = build_objective(PipelineConfig(objective=name, timestep_shift=False))
         loss = objective.loss()
         x0, noise = torch.randn(2, 3, 1, 4, 4), torch.randn(2, 3, 1, 4, 4)
-        t = torch.tensor([300.0, 700.0]) if name == "flow" else torch.tensor([300, 700])
+        t = torch.tensor([300.0, 700.0]) if name.startswith("flow") else torch.tensor([300, 700])
         x_t = loss.add_noise(x0, noise, t)
         target = loss.target(x0, noise, t)
         denoise = Denoiser(lambda x, tt, target=target, **_: target, objective.schedule, objective.prediction)
@@ -67,3 +68,11 @@ def test_loss_and_sampler_agree_on_the_target():
 def test_unknown_objective_is_refused():
     with pytest.raises(ValueError, match="objective"):
         PipelineConfig(objective="edm")
+
+
+def test_flow_x0_shares_the_flow_schedule_and_shift():
+    """flow-x0 changes only what the network predicts: same times, same shift, same noising as flow."""
+    cfg = {"timestep_shift": True, "shift_scale": 48.0}
+    flow, flow_x0 = (build_objective(PipelineConfig(objective=o, **cfg), spatial_factor=1) for o in ("flow", "flow-x0"))
+    assert flow_x0.shift_ratio(32, 32, 8) == flow.shift_ratio(32, 32, 8) == 3.0
+    assert flow_x0.schedule.shift_ratio((1, 3, 1, 32, 32)) == flow.schedule.shift_ratio((1, 3, 1, 32, 32))

@@ -62,3 +62,41 @@ def test_pipeline_accepts_sizes_the_window_does_not_tile(t5_dir):
     assert pipe(["a cat"], seed=0, height=18, width=34, frames=3).shape == (1, 3, 3, 18, 34)
     with pytest.raises(ValueError, match="nearest valid: 16 or 18"):
         pipe.request(height=17)
+
+
+def test_flow_x0_pipeline_with_packed_clips_matches_reference_loop(t5_dir):
+    """objective flow-x0 with a PackVAE: the network's x0 becomes the velocity (x0 - x) / sigma, CFG mixes the
+    predictions, and the packed latents decode to 8 frames (docs/training.md#objectives)."""
+    from ptdit.encoders import PackVAE, load_text_encoder
+    from ptdit.sampling.pipeline import GenerationPipeline
+
+    cfg = PTDiTConfig(
+        dim=32, depth=1, num_heads=2, context_dim=TINY_T5_DIM, in_channels=12, out_channels=12, window_size=(2, 2, 2)
+    )
+    torch.manual_seed(0)
+    model = randomize_(ptdit.PTDiT(cfg)).eval()
+    encoder = load_text_encoder(str(t5_dir), max_length=16)
+    pipe_cfg = PipelineConfig(
+        task="t2v", objective="flow-x0", timestep_shift=False, text_encoder=str(t5_dir), vae="pack-t4",
+        steps=4, cfg_scale=3.0, height=8, width=8, frames=8,
+    )  # fmt: skip
+    pipe = GenerationPipeline(model, pipe_cfg, PackVAE(temporal_factor=4), encoder)
+    got = pipe(["a cat"], seed=3)
+    assert got.shape == (1, 3, 8, 8, 8)
+    window = pipe.request().window_size  # the paper's window rule for 2 latent frames of 4 x 4 tokens
+
+    emb, mask = encoder.encode(["a cat"])
+    neg, neg_mask = encoder.encode([""])
+    x = torch.randn(1, 12, 2, 8, 8, generator=torch.Generator().manual_seed(3)).double()
+    ts = [(1 - i / 4) * 1000 for i in range(4)] + [0.0]
+    with torch.no_grad():
+        for i in range(4):
+            t = torch.tensor([ts[i]] * 2, dtype=torch.float32)
+            out = model(
+                torch.cat([x, x]).float(), t, torch.cat([emb, neg]), torch.cat([mask, neg_mask]), window_size=window
+            )
+            x0_c, x0_u = out.double().chunk(2)
+            x0 = x0_u + 3.0 * (x0_c - x0_u)
+            x = x + (x0 - x) / (ts[i] / 1000) * (ts[i] - ts[i + 1]) / 1000
+    want = PackVAE(temporal_factor=4).decode(x.float()).clamp(-1, 1)
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)

@@ -4,7 +4,7 @@ Depends only on torch; the network is a callable `model(x_t, t, **cond) -> out`.
 """
 
 from ptdit.diffusion.guidance import ClassifierFreeGuidance, batch_cond_uncond, cfg_combine
-from ptdit.diffusion.losses import DiffusionLoss, FlowMatchingLoss, VPLoss, mean_flat
+from ptdit.diffusion.losses import DiffusionLoss, FlowMatchingLoss, FlowX0Loss, VPLoss, mean_flat
 from ptdit.diffusion.parameterization import (
     PREDICTIONS,
     Denoiser,
@@ -36,6 +36,7 @@ __all__ = [
     "DiffusionLoss",
     "FlowMatchingLoss",
     "FlowSchedule",
+    "FlowX0Loss",
     "NoiseSchedule",
     "Prediction",
     "TimestepGrid",

@@ -31,7 +31,7 @@ from ptdit.diffusion.parameterization import (
 )
 from ptdit.diffusion.schedules import FlowSchedule, NoiseSchedule, VPSchedule
 
-__all__ = ["DiffusionLoss", "FlowMatchingLoss", "VPLoss", "mean_flat"]
+__all__ = ["DiffusionLoss", "FlowMatchingLoss", "FlowX0Loss", "VPLoss", "mean_flat"]
 
 
 def mean_flat(x: Tensor) -> Tensor:
@@ -137,6 +137,35 @@ class FlowMatchingLoss(DiffusionLoss):
 
     def __init__(self, schedule: FlowSchedule | None = None) -> None:
         super().__init__(schedule if schedule is not None else FlowSchedule(), "velocity")
+
+
+class FlowX0Loss(DiffusionLoss):
+    """Rectified flow with x0-prediction and the velocity loss (docs/training.md#objectives; Li & He 2025, "Back to
+    Basics: Let Denoising Generative Models Denoise", Sec. 4): the network outputs x0, its velocity
+    (x0_hat - x_t) / sigma is regressed on the true one, i.e. MSE(x0_hat, x0) / max(sigma, sigma_min)^2.
+
+    Why: a token that carries more values than the network is wide (a packed clip, a large pixel patch) cannot
+    pass noise through to a velocity or epsilon output, and the samples keep that noise; clean data lies on a
+    low-dimensional set that a narrow network can still predict.
+
+    Args:
+        schedule: the flow schedule (timestep sampling and shift).
+        sigma_min: floor of sigma in the weight, so the loss stays finite near t = 0 (0.05 as in the paper above).
+    """
+
+    def __init__(self, schedule: FlowSchedule | None = None, *, sigma_min: float = 0.05) -> None:
+        super().__init__(schedule if schedule is not None else FlowSchedule(), "x0")
+        if not 0.0 < sigma_min <= 1.0:
+            raise ValueError(f"sigma_min must be in (0, 1], got {sigma_min!r}")
+        self.sigma_min = sigma_min
+
+    def compute(
+        self, model: Callable[..., Tensor], x0: Tensor, cond: Mapping[str, Any], t: Tensor, noise: Tensor
+    ) -> Tensor:
+        """Per-sample velocity-space loss (B,) float32 for given times and noise."""
+        mse_B = super().compute(model, x0, cond, t, noise)
+        sigma_B = self.schedule.alpha_sigma(t)[1].to(mse_B)
+        return mse_B / sigma_B.clamp_min(self.sigma_min).square()
 
 
 class VPLoss(DiffusionLoss):
