@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,10 @@ def straight(tmp_path_factory) -> Path:
 
 def _train_until_killed(config: Path, run: Path, point: str) -> None:
     os.environ[FAULT_ENV] = point
+    # SIGKILL skips the run's TemporaryDirectory cleanup: keep its scratch folder under pytest's tmp, not /tmp.
+    scratch = run.parent / f"{run.name}-tmp"
+    scratch.mkdir()
+    tempfile.tempdir = str(scratch)
     main(["train", "--config", str(config), "--out", str(run)])
 
 
