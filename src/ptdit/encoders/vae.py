@@ -4,6 +4,8 @@ Every adapter takes and returns 5-D tensors `B C F H W` (F = 1 for images, views
 pixels in [-1, 1] and latents already normalised for the diffusion model:
 
 * `IdentityVAE`: pixel space, no weights (latents = pixels, factors 1, 3 channels), for small models.
+* `PackVAE` ("pack-t4", "pack-t8-s2", ...): pixel space packed losslessly, t frames x s x s pixels per latent
+  position, no weights (docs/decisions.md#packed-pixel-latents).
 * `ImageVAE`: a diffusers `AutoencoderKL`
   (e.g. SD-VAE, docs/decisions.md#s-class-vae-and-objective: f8, 4 channels, scale 0.18215); latents =
   (z - shift_factor) * scaling_factor. Videos are encoded and decoded frame by frame: this is the per-frame 2D fallback
@@ -463,14 +465,14 @@ def load_vae(
     subfolder: str | None = None,
     frame_chunk: int | None = None,
 ) -> VAE:
-    """Load an autoencoder: "identity", a local folder, a hub id, or an alias from `VAE_ALIASES`.
+    """Load an autoencoder: "identity", "pack-tT-sS", a local folder, a hub id, or an alias from `VAE_ALIASES`.
 
     The adapter class follows the `_class_name` in the model's config.json (`AutoencoderKL` -> ImageVAE,
     `AutoencoderKLWan` -> VideoVAE). Local folders are used first; hub ids are looked up in the local
     cache only when `HF_HUB_OFFLINE` is set.
 
     Args:
-        name_or_path: "identity", a folder, a hub id or an alias.
+        name_or_path: "identity", "pack-tT-sS" (`PackVAE`), a folder, a hub id or an alias.
         device: device for the weights.
         dtype: weight dtype (latents and decoded pixels are returned as float32 regardless).
         subfolder: folder of the VAE inside `name_or_path` (e.g. "vae" in a pipeline repository).
