@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import signal
 
 import pytest
 
@@ -51,6 +52,21 @@ def test_tiny_demo_writes_report(tmp_path, capsys):
     # a second run replaces the first (a demo always starts from nothing); --minutes caps it, with a warning
     assert main([*args, "--minutes", "5"]) == 0
     assert "depends on this machine's speed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGINT"])
+def test_stopped_demo_keeps_its_checkpoint_and_does_not_evaluate(tmp_path, capsys, monkeypatch, name):
+    # The signal arrives during step 2 (the test hook of docs/training.md#faults): training finishes the step,
+    # writes its checkpoint, and the demo ends with the shell's status for that signal instead of evaluating.
+    monkeypatch.setenv("PTDIT_FAULT_AT", f"step:2:{name}")
+    args = ["demo", "--out", str(tmp_path / "demo")]
+    for item in TINY:
+        args += ["--set", item]
+    assert main(args) == 128 + int(getattr(signal, name))
+    err = capsys.readouterr().err
+    assert f"training stopped by {name} at step 2 of 3; nothing was evaluated" in err
+    assert (tmp_path / "demo" / "checkpoints" / "step-0000002" / "config.json").is_file()
+    assert not (tmp_path / "demo" / "metrics.json").exists() and not (tmp_path / "demo" / "report.html").exists()
 
 
 @pytest.mark.parametrize("task", ["t2v", "t2mv"])

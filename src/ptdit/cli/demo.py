@@ -14,6 +14,8 @@ import argparse
 import json
 import math
 import shutil
+import signal
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -63,6 +65,19 @@ def config_path(name: str) -> Path:
     return Path(str(resources.files("ptdit") / "configs" / name))
 
 
+class DemoStopped(Exception):
+    """Training was stopped by SIGINT / SIGTERM: the demo writes its checkpoint and ends without evaluating (the
+    evaluation takes minutes, and a user who stops a demo wants it to end)."""
+
+    def __init__(self, signal_name: str, steps: int, max_steps: int, checkpoint: Path) -> None:
+        super().__init__(
+            f"training stopped by {signal_name} at step {steps} of {max_steps}; nothing was evaluated. Its checkpoint "
+            f"is {checkpoint} (sample it with `{ptdit_command()} sample --checkpoint {checkpoint}`); run the demo "
+            "again to train it to the end (a demo starts from nothing)"
+        )
+        self.signal_name = signal_name
+
+
 @dataclass(frozen=True)
 class DemoResult:
     out_dir: Path
@@ -98,6 +113,8 @@ def run_demo(
     cfg, result, out = train_demo_model(
         task, minutes=minutes, out_dir=out_dir, overrides=overrides, processes=processes
     )
+    if result.stopped_by in ("SIGINT", "SIGTERM"):
+        raise DemoStopped(result.stopped_by, result.steps, cfg.train.max_steps, result.checkpoint)
 
     # Evaluate the EMA weights on a fixed prompt set with the oracle
     start = time.perf_counter()
@@ -239,9 +256,13 @@ def _clear_previous_run(out: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    result = run_demo(
-        args.task, minutes=args.minutes, out_dir=args.out, overrides=args.overrides, processes=args.processes
-    )
+    try:
+        result = run_demo(
+            args.task, minutes=args.minutes, out_dir=args.out, overrides=args.overrides, processes=args.processes
+        )
+    except DemoStopped as stop:
+        print(f"ptdit demo: {stop}", file=sys.stderr)
+        return 128 + int(getattr(signal, stop.signal_name))  # the shell's status for a process ended by it
     m = result.metrics
     print(
         f"\noracle caption-adherence accuracy: {m['oracle_accuracy']:.3f} on {m['eval_prompts']} prompts "
