@@ -37,6 +37,8 @@ def test_tiny_demo_writes_report(tmp_path, capsys):
     out = captured.out
     assert "report:" in out and "oracle caption-adherence accuracy" in out
     assert "depends on this machine's speed" not in captured.err  # no --minutes: no warning
+    # The evaluation reports its progress over all its samples: 48 prompts, 14 benchmark prompts, 32 for FD.
+    assert "evaluating: 94/94 samples" in captured.err and "ETA" in captured.err
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert {"oracle_accuracy", "train_seconds", "steps", "samples_per_second", "parameters"} <= set(metrics)
     assert 0.0 <= metrics["oracle_accuracy"] <= 1.0 and metrics["steps"] == metrics["max_steps"] == 3

@@ -122,17 +122,30 @@ def run_demo(
     # (docs/decisions.md#default-precision)
     pipe = GenerationPipeline.from_checkpoint(result.checkpoint, dtype=torch.float32)
     prompts = sample_prompts(cfg, eval_prompts or NUM_EVAL_PROMPTS[task], seed=2024)
-    pixels, scores = evaluate_with_oracle(pipe, cfg.data.dataset, prompts)
+    progress = evaluation_progress(cfg, len(prompts))
+    pixels, scores = evaluate_with_oracle(pipe, cfg.data.dataset, prompts, progress=progress)
     metrics = demo_metrics(task, cfg, result, pipe, prompts, scores, eval_seconds=time.perf_counter() - start)
 
     # The oracle benchmark (the task's fixed suite, per category) and shapes-FD of the same weights
-    metrics.update(run_demo_benchmark(cfg, pipe, out))
+    metrics.update(run_demo_benchmark(cfg, pipe, out, progress))
+    progress.close()
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     report = write_report(out, metrics, pixels, prompts, scores, cfg)
     return DemoResult(out_dir=out, report=report, metrics=metrics)
 
 
-def run_demo_benchmark(cfg: Any, pipe: Any, out: Path) -> dict[str, Any]:
+def evaluation_progress(cfg: Any, num_prompts: int) -> Any:
+    """One progress report (ETA included) over every sample the demo's evaluation generates: its prompts, the
+    benchmark's and shapes-FD's. It takes minutes for the video demos."""
+    from ptdit.eval.during_training import check_evaluable, suite_subset
+    from ptdit.eval.progress import SampleProgress
+
+    suite, _ = check_evaluable(cfg)
+    total = num_prompts + len(suite_subset(suite, cfg.train.eval_prompts)) + cfg.train.eval_fd_samples
+    return SampleProgress(total, desc="evaluating")
+
+
+def run_demo_benchmark(cfg: Any, pipe: Any, out: Path, progress: Any = None) -> dict[str, Any]:
     """Benchmark summary and shapes-FD for metrics.json; per-sample records in OUT/benchmark/results.jsonl.
 
     `train.eval_prompts` and `train.eval_fd_samples` size it (0 prompts: the whole suite)."""
@@ -141,8 +154,9 @@ def run_demo_benchmark(cfg: Any, pipe: Any, out: Path) -> dict[str, Any]:
 
     suite, options = check_evaluable(cfg)
     result = evaluate_pipeline(
-        pipe, suite=suite, options=options, num_prompts=cfg.train.eval_prompts, fd_samples=cfg.train.eval_fd_samples
-    )
+        pipe, suite=suite, options=options, num_prompts=cfg.train.eval_prompts, fd_samples=cfg.train.eval_fd_samples,
+        progress=progress,
+    )  # fmt: skip
     write_results(out / "benchmark", result["records"], result["summary"])
     return {"benchmark": result["summary"], "shapes_fd": result["shapes_fd"], "benchmark_seconds": result["seconds"]}
 

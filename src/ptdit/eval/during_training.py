@@ -42,11 +42,15 @@ def quantize(pixels: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _sample(pipe: Any, prompts: list[str], batch_size: int) -> torch.Tensor:
-    """(N, 3, F, H, W) quantised samples; sample k uses seed k."""
+def _sample(pipe: Any, prompts: list[str], batch_size: int, progress: Any = None) -> torch.Tensor:
+    """(N, 3, F, H, W) quantised samples; sample k uses seed k. `progress`: a `SampleProgress` to advance."""
+    chunks = []
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*exceed max_length.*")  # counted once, in the summary
-        chunks = [pipe(prompts[i : i + batch_size], seed=i) for i in range(0, len(prompts), batch_size)]
+        for i in range(0, len(prompts), batch_size):
+            chunks.append(pipe(prompts[i : i + batch_size], seed=i))
+            if progress is not None:
+                progress.update(len(chunks[-1]))
     return quantize(torch.cat(chunks))
 
 
@@ -59,6 +63,7 @@ def evaluate_pipeline(
     fd_samples: int = 500,
     num_real: int = 5000,
     batch_size: int = 16,
+    progress: Any = None,
 ) -> dict[str, Any]:
     """The oracle benchmark (all or part of `suite`, one seed) and shapes-FD of a text pipeline.
 
@@ -69,6 +74,7 @@ def evaluate_pipeline(
             and the caption distribution of its samples.
         num_prompts: benchmark prompts (stratified over categories; 0: the whole suite).
         fd_samples: samples for shapes-FD (0: skip it).
+        progress: a `ptdit.eval.progress.SampleProgress` that counts the generated samples (None: silent).
 
     Returns:
         `{"summary", "records", "pixels" (the benchmark samples), "shapes_fd" (None when skipped), "seconds"}`.
@@ -78,14 +84,14 @@ def evaluate_pipeline(
 
     start = time.perf_counter()
     items = suite_subset(suite, num_prompts)
-    pixels = _sample(pipe, [item["prompt"] for item in items], batch_size)
+    pixels = _sample(pipe, [item["prompt"] for item in items], batch_size, progress)
     frames = ((pixels + 1) * 0.5).permute(0, 2, 3, 4, 1).numpy()  # (N, F, H, W, 3) in [0, 1]
     records = [score_sample(suite, {**item, "seed": k}, frames[k]) for k, item in enumerate(items)]
     fd = None
     if fd_samples:
         dataset = suite["dataset"]
         prompts = random_captions(dataset, fd_samples, seed=CAPTION_SEED, **options)
-        fd = shapes_fd(_sample(pipe, prompts, batch_size), dataset, num_real=num_real, options=options)
+        fd = shapes_fd(_sample(pipe, prompts, batch_size, progress), dataset, num_real=num_real, options=options)
     summary = summarize(suite, records)
     summary["truncated_prompts"] = count_truncated(pipe, [item["prompt"] for item in items])
     return {

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import time
 import zipfile
 from dataclasses import asdict, dataclass, field
@@ -30,6 +29,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from ptdit.eval.progress import SampleProgress
 
 GENERATION_FILE = "generation.json"
 INDEX_FILE = "samples.jsonl"
@@ -257,7 +258,7 @@ def generate(pipe: Any, plan: GenerationPlan, out_dir: str | Path, *, progress: 
     ]
     todo = [(b, r) for b, r in enumerate(batches) if not _batch_done(out, plan, r)]
     mine = [r for b, r in todo if b % info.world_size == info.rank]
-    bar = _Progress(sum(len(r) for _, r in todo), enabled=progress and info.is_main)
+    bar = SampleProgress(sum(len(r) for _, r in todo), enabled=progress and info.is_main)
     for indices in mine:
         _write_batch(out, plan, indices, _sample_batch(pipe, plan, indices))
         bar.update(len(indices) * info.world_size)
@@ -386,36 +387,6 @@ def write_npz(path: Path, files: list[Path], size: tuple[int, int]) -> Path:
             assert image.shape == shape[1:], (file, image.shape)
             f.write(np.ascontiguousarray(image).tobytes())
     return path
-
-
-class _Progress:
-    """tqdm bar (samples/s, ETA) on a terminal, else a log line every ~10% or 30 s. Under torchrun rank 0 counts
-    its own samples times the number of ranks."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        from tqdm.auto import tqdm
-
-        self.total, self.done, self.enabled = total, 0, enabled and total > 0
-        self.tty = sys.stderr.isatty()
-        self.start = self.last = time.perf_counter()
-        self.bar = tqdm(total=total, unit="sample", desc="generating", disable=not (self.enabled and self.tty))
-
-    def update(self, n: int) -> None:
-        self.done = min(self.done + n, self.total)
-        if not self.enabled:
-            return
-        if self.tty:
-            self.bar.update(n)
-            return
-        now = time.perf_counter()
-        if self.done == self.total or now - self.last >= 30 or self.done % max(self.total // 10, 1) < n:
-            rate = self.done / max(now - self.start, 1e-9)
-            eta = (self.total - self.done) / max(rate, 1e-9)
-            print(f"generated {self.done}/{self.total} samples, {rate:.1f} samples/s, ETA {eta:.0f} s", file=sys.stderr)
-            self.last = now
-
-    def close(self) -> None:
-        self.bar.close()
 
 
 __all__ = [

@@ -454,16 +454,23 @@ ORACLES: dict[str, Callable[[torch.Tensor, list[str]], torch.Tensor]] = {
 
 @torch.no_grad()
 def evaluate_with_oracle(
-    pipe: Any, dataset: str, prompts: list[str], *, batch_size: int = 16
+    pipe: Any, dataset: str, prompts: list[str], *, batch_size: int = 16, progress: Any = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Samples `prompts` with a generation pipeline and scores them with the dataset's oracle.
 
     Batch b of `batch_size` prompts uses seed b * batch_size, so sample i uses seed i whatever the batching.
+
+    `progress`: a `ptdit.eval.progress.SampleProgress` advanced per batch (None: silent).
 
     Returns:
         (pixels (N, 3, F, H, W), per-sample accuracy (N,)).
     """
     if dataset not in ORACLES:
         raise ValueError(f"no oracle for dataset {dataset!r}; oracles exist for {sorted(ORACLES)}")
-    pixels = torch.cat([pipe(prompts[i : i + batch_size], seed=i) for i in range(0, len(prompts), batch_size)])
+    chunks = []
+    for i in range(0, len(prompts), batch_size):
+        chunks.append(pipe(prompts[i : i + batch_size], seed=i))
+        if progress is not None:
+            progress.update(len(chunks[-1]))
+    pixels = torch.cat(chunks)
     return pixels, ORACLES[dataset](pixels, prompts)
