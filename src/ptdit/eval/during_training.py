@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from ptdit.eval.benchmark import count_truncated, score_sample, summarize
+from ptdit.eval.oracle import sample_in_batches
 
 
 def suite_subset(suite: dict[str, Any], num_prompts: int = 0) -> list[dict[str, Any]]:
@@ -44,14 +45,9 @@ def quantize(pixels: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def _sample(pipe: Any, prompts: list[str], batch_size: int, progress: Any = None) -> torch.Tensor:
     """(N, 3, F, H, W) quantised samples; sample k uses seed k. `progress`: a `SampleProgress` to advance."""
-    chunks = []
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*exceed max_length.*")  # counted once, in the summary
-        for i in range(0, len(prompts), batch_size):
-            chunks.append(pipe(prompts[i : i + batch_size], seed=i))
-            if progress is not None:
-                progress.update(len(chunks[-1]))
-    return quantize(torch.cat(chunks))
+        return quantize(sample_in_batches(pipe, prompts, batch_size, progress))
 
 
 def evaluate_pipeline(

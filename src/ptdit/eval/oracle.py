@@ -467,10 +467,16 @@ def evaluate_with_oracle(
     """
     if dataset not in ORACLES:
         raise ValueError(f"no oracle for dataset {dataset!r}; oracles exist for {sorted(ORACLES)}")
+    pixels = sample_in_batches(pipe, prompts, batch_size, progress)
+    return pixels, ORACLES[dataset](pixels, prompts)
+
+
+def sample_in_batches(pipe: Any, prompts: list[str], batch_size: int, progress: Any = None) -> torch.Tensor:
+    """(N, 3, F, H, W) samples of `prompts`, `batch_size` at a time; batch b uses seed b * batch_size, so sample i
+    uses seed i whatever the batching. `progress`: a `ptdit.eval.progress.SampleProgress` advanced per batch."""
     chunks = []
     for i in range(0, len(prompts), batch_size):
         chunks.append(pipe(prompts[i : i + batch_size], seed=i))
         if progress is not None:
             progress.update(len(chunks[-1]))
-    pixels = torch.cat(chunks)
-    return pixels, ORACLES[dataset](pixels, prompts)
+    return torch.cat(chunks)
