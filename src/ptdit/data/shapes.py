@@ -339,6 +339,11 @@ class MovingShapesDataset(ProceduralDataset):
         min_objects: fewest movers per clip (>= 1).
         max_objects: most movers per clip (<= 2; uniform in [min_objects, max_objects]). With the default 1 the
             samples are exactly those of the one-mover dataset.
+        grid_motion: movers start on the pixel grid (the corner of their box on a pixel boundary) and move a
+            whole number of pixels per frame (`round(0.4 * size / (frames - 1))`, at least 1), so every frame
+            shows the same raster of the shape. The default (False) draws sub-pixel starts and steps, and a
+            shape's raster then changes from frame to frame (at 16 px a triangle's rows go 1-1-3-3-5-5 in one
+            frame and 1-2-3-4-5-6 in the next), which a small model learns as a blur (EVALUATION.md).
     """
 
     name = "moving-shapes"
@@ -352,8 +357,11 @@ class MovingShapesDataset(ProceduralDataset):
         frames: int = 8,
         min_objects: int = 1,
         max_objects: int = 1,
+        grid_motion: bool = False,
     ) -> None:
         super().__init__(size=size, seed=seed, num_samples=num_samples)
+        if not isinstance(grid_motion, bool):
+            raise ValueError(f"grid_motion must be true or false, got {grid_motion!r}")
         if not isinstance(frames, int) or frames < 2:
             raise ValueError(f"frames must be an int >= 2, got {frames!r}")
         if not isinstance(min_objects, int) or not 1 <= min_objects <= 2:
@@ -361,6 +369,12 @@ class MovingShapesDataset(ProceduralDataset):
         if not isinstance(max_objects, int) or not min_objects <= max_objects <= 2:
             raise ValueError(f"max_objects must be an int in [min_objects={min_objects}, 2], got {max_objects!r}")
         self.frames, self.min_objects, self.max_objects = frames, min_objects, max_objects
+        self.grid_motion = grid_motion
+        self.half = MOVING_HALF_EXTENT * self.scale
+        # pixels travelled per frame
+        self.step = (
+            max(round(MOVING_TRAVEL * size / (frames - 1)), 1) if grid_motion else MOVING_TRAVEL * size / (frames - 1)
+        )
 
     def sample_spec(self, index: int) -> dict[str, Any]:
         rng = self.rng(index)
@@ -386,8 +400,7 @@ class MovingShapesDataset(ProceduralDataset):
 
     def render(self, spec: dict[str, Any]) -> np.ndarray:
         canvas = self._canvas(self.frames)
-        half = MOVING_HALF_EXTENT * self.scale
-        step = MOVING_TRAVEL * self.size / (self.frames - 1)
+        half, step = self.half, self.step
         for f in range(self.frames):
             for mover in moving_objects(spec):
                 dx, dy = DIRECTION_VECTORS[mover["direction"]]
@@ -405,8 +418,8 @@ class MovingShapesDataset(ProceduralDataset):
 
     def _start_ranges(self, direction: str) -> tuple[tuple[float, float], tuple[float, float]]:
         """((x_lo, x_hi), (y_lo, y_hi)): starts whose trajectory stays inside the image."""
-        half = MOVING_HALF_EXTENT * self.scale
-        travel = MOVING_TRAVEL * self.size
+        half = self.half
+        travel = self.step * (self.frames - 1) if self.grid_motion else MOVING_TRAVEL * self.size
         lo, hi = half + _MARGIN * self.scale, self.size - half - _MARGIN * self.scale
         # Start so that start + travel * direction stays in [lo, hi] on the motion axis.
         dx, dy = DIRECTION_VECTORS[direction]
@@ -417,9 +430,19 @@ class MovingShapesDataset(ProceduralDataset):
 
     def _draw_start(self, rng: np.random.Generator, direction: str) -> tuple[float, float]:
         (x_lo, x_hi), (y_lo, y_hi) = self._start_ranges(direction)
-        start_x = rng.uniform(x_lo, x_hi)
-        start_y = rng.uniform(y_lo, y_hi)
+        start_x = self._uniform(rng, x_lo, x_hi, None)
+        start_y = self._uniform(rng, y_lo, y_hi, None)
         return (float(start_x), float(start_y))
+
+    def _uniform(self, rng: np.random.Generator, lo: float, hi: float, n: int | None) -> Any:
+        """Uniform start coordinates in [lo, hi]; with `grid_motion` only those whose box starts on a pixel
+        boundary (the range always holds one: it is at least `travel` wide around a valid start)."""
+        if not self.grid_motion:
+            return rng.uniform(lo, hi, n)
+        first, last = int(np.ceil(lo - self.half)), int(np.floor(hi - self.half))
+        if last < first:
+            raise ValueError(f"no pixel-grid start for a mover in a {self.size} px clip; use a larger size")
+        return rng.integers(first, last + 1, n) + self.half
 
     def _draw_apart_starts(self, rng: np.random.Generator, directions: list[str]) -> list[tuple[float, float]]:
         """Starts of several movers whose bounding boxes keep the gap in every frame (rejection sampling).
@@ -427,13 +450,13 @@ class MovingShapesDataset(ProceduralDataset):
         Candidates are drawn 256 at a time and the first that works is taken: deterministic and cheap (two
         movers on one axis need about 40 candidates at 32 px, as they must sit near opposite borders).
         """
-        need = 2 * MOVING_HALF_EXTENT * self.scale + _GAP * self.scale
-        offsets_F = np.arange(self.frames) * MOVING_TRAVEL * self.size / (self.frames - 1)  # travelled so far
+        need = 2 * self.half + _GAP * self.scale
+        offsets_F = np.arange(self.frames) * self.step  # travelled so far
         for _ in range(100):
             paths = []  # per mover: (256, F, 2) centres
             for direction in directions:
                 (x_lo, x_hi), (y_lo, y_hi) = self._start_ranges(direction)
-                starts = np.stack([rng.uniform(x_lo, x_hi, 256), rng.uniform(y_lo, y_hi, 256)], axis=1)
+                starts = np.stack([self._uniform(rng, x_lo, x_hi, 256), self._uniform(rng, y_lo, y_hi, 256)], axis=1)
                 paths.append(starts[:, None, :] + offsets_F[None, :, None] * np.array(DIRECTION_VECTORS[direction]))
             ok = np.ones(256, dtype=bool)
             for a, b in itertools.combinations(paths, 2):
