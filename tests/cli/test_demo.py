@@ -7,6 +7,10 @@ import base64
 import json
 import re
 import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -69,6 +73,54 @@ def test_stopped_demo_keeps_its_checkpoint_and_does_not_evaluate(tmp_path, capsy
     assert f"training stopped by {name} at step 2 of 3; nothing was evaluated" in err
     assert (tmp_path / "demo" / "checkpoints" / "step-0000002" / "config.json").is_file()
     assert not (tmp_path / "demo" / "metrics.json").exists() and not (tmp_path / "demo" / "report.html").exists()
+
+
+def test_two_process_demo_stops_when_its_workers_are_signalled(tmp_path, capsys, monkeypatch):
+    # The T2V demo trains in two torchrun processes by default; the hook signals both workers during step 2.
+    monkeypatch.setenv("PTDIT_FAULT_AT", "step:2:SIGTERM")
+    args = ["demo", "--task", "t2v", "--out", str(tmp_path / "demo")]
+    for item in TINY:
+        args += ["--set", item]
+    assert main(args) == 128 + signal.SIGTERM
+    assert "training stopped by SIGTERM at step 2 of 3; nothing was evaluated" in capsys.readouterr().err
+    assert (tmp_path / "demo" / "checkpoints" / "step-0000002" / "config.json").is_file()
+    assert not (tmp_path / "demo" / "metrics.json").exists()
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text.encode() in cmdline.read_bytes():
+                pids.append(int(cmdline.parent.name))
+        except OSError:  # the process ended meanwhile
+            continue
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc to find left-over processes")
+def test_sigterm_to_a_two_process_demo_stops_its_workers_after_a_checkpoint(tmp_path):
+    # SIGTERM to `ptdit demo` reaches the torchrun workers (which used to train on, orphaned): they finish their
+    # step and write a checkpoint, and the demo ends with 143, leaving no process behind.
+    out = tmp_path / "demo"
+    cmd = [sys.executable, "-m", "ptdit", "demo", "--task", "t2v", "--out", str(out)]
+    for item in [*TINY, "train.max_steps=100000", "train.log_every=1"]:
+        cmd += ["--set", item]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not any("loss" in line for line in _lines(out / "metrics.jsonl")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "slow"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "training stopped by SIGTERM at step" in err and "nothing was evaluated" in err
+    assert list((out / "checkpoints").glob("step-*/config.json")) and not (out / "metrics.json").exists()
+    assert _processes_mentioning(str(out)) == []
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.is_file() else []
 
 
 @pytest.mark.parametrize("task", ["t2v", "t2mv"])

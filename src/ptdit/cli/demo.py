@@ -47,7 +47,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", help="run folder (default runs/demo, or runs/demo-TASK); a previous demo there is replaced")
     p.add_argument(
-        "--processes", type=positive_int, help="training processes (torchrun + DDP, one thread each); default 1"
+        "--processes",
+        type=positive_int,
+        help="training processes (torchrun + DDP, one thread each); default: the task's, measured fastest on 2 "
+        "cores (1 for t2i and t2mv, 2 for t2v)",
     )
     p.add_argument(
         "--set",
@@ -85,11 +88,16 @@ class DemoResult:
     metrics: dict[str, Any]
 
 
-def default_processes() -> int:
-    """Training processes for the demo: one. On the 2-core machines, two single-threaded DDP processes trained
-    no faster than one two-threaded process (1051 vs 1078 steps in 5 minutes, measured), as gradient
-    all-reduce and per-process data loading ate the gain; `--processes` is there for larger machines."""
-    return 1
+# Training processes per demo (`--processes` overrides). Two single-threaded DDP processes train the T2V demo
+# 1.6x faster than one two-threaded process on the 2-core machines (EVALUATION.md, "Two processes"); the T2I
+# demo's small steps gain nothing (1051 vs 1078 steps in 5 minutes: all-reduce and per-process data loading
+# eat the gain). Either way the process and thread counts are fixed, so every machine trains the same model.
+DEMO_PROCESSES = {"t2i": 1, "t2v": 2, "t2mv": 1}
+
+
+def default_processes(task: str) -> int:
+    """Training processes of a demo task when `--processes` is not given."""
+    return DEMO_PROCESSES[task]
 
 
 def run_demo(
@@ -181,7 +189,7 @@ def train_demo_model(
     if minutes is not None and not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes > 0):
         raise ValueError(f"--minutes must be a positive number, got {minutes}")
     out = Path(out_dir or ("runs/demo" if task == "t2i" else f"runs/demo-{task}"))
-    processes = default_processes() if processes is None else processes
+    processes = default_processes(task) if processes is None else processes
     if processes < 1:
         raise ValueError(f"--processes must be >= 1, got {processes}")
     overrides = [*([f"train.max_minutes={minutes}"] if minutes is not None else []), *(overrides or [])]
@@ -192,7 +200,7 @@ def train_demo_model(
     build_dataset(cfg)  # checks data.options
     check_device(cfg.train.device)
     check_writable(out)
-    _warn_if_machine_dependent(cfg, processes)
+    _warn_if_machine_dependent(cfg, task, processes)
     # Everything is valid: only now is a previous demo run removed.
     _clear_previous_run(out)
     out.mkdir(parents=True)
@@ -200,11 +208,14 @@ def train_demo_model(
     if processes == 1:
         evaluate = make_training_evaluator(cfg) if cfg.train.eval_every else None
         return cfg, train(cfg, out, preview=write_sample_grid, evaluate=evaluate), out
-    return cfg, train_in_processes(config_path(DEMO_CONFIGS[task]), overrides, out, processes), out
+    result = train_in_processes(
+        config_path(DEMO_CONFIGS[task]), overrides, out, processes, stop_step=cfg.train.max_steps
+    )
+    return cfg, result, out
 
 
-def _warn_if_machine_dependent(cfg: Any, processes: int) -> None:
-    """A time cap makes the demo's result depend on the machine's speed; so do several processes."""
+def _warn_if_machine_dependent(cfg: Any, task: str, processes: int) -> None:
+    """A time cap makes the demo's result depend on the machine's speed; another process count changes it."""
     if cfg.train.max_minutes is not None:
         warnings.warn(
             f"training stops after {cfg.train.max_minutes:g} minutes if its {cfg.train.max_steps} steps are not "
@@ -212,10 +223,10 @@ def _warn_if_machine_dependent(cfg: Any, processes: int) -> None:
             "the same model)",
             stacklevel=2,
         )
-    if processes > 1:
+    if processes != default_processes(task):
         warnings.warn(
-            f"{processes} single-threaded processes round differently from the default single process with "
-            f"{cfg.train.num_threads or 'default'} threads, so the weights differ slightly from a default demo's",
+            f"{processes} training processes instead of the {task} demo's {default_processes(task)} round "
+            "differently, so the weights (and scores) differ slightly from a default demo's",
             stacklevel=2,
         )
 

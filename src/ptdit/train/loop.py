@@ -307,6 +307,8 @@ def _train(  # long function: the phases of a run, in order, read best in one pl
         log.bar.close()
         if state.step > start_step or checkpoint is None:
             checkpoint = save() or step_folder(out, state.step)
+        if stopped_by is not None:  # read back by a launcher of several processes (ptdit/train/launch.py)
+            log.writer.write({"step": state.step, "event": "stopped", "stopped_by": stopped_by})
         log.writer.close()
     return TrainResult(
         out_dir=out, steps=state.step, samples_seen=log.samples_seen(state.step), train_seconds=log.elapsed(),
