@@ -97,7 +97,7 @@ def test_grid_motion_shows_the_same_raster_in_every_frame(size):
     assert dataset.step == (1 if size == 16 else 2)
     for i in range(30):
         spec = dataset.sample_spec(i)
-        assert all((c - dataset.half) == int(c - dataset.half) for c in spec["start"])
+        assert all(c - 0.5 == int(c) for c in spec["start"])  # pixel centres
         frames = dataset.render(spec)
         dx, dy = (int(v) for v in DIRECTION_VECTORS[spec["direction"]])
         for f in range(1, dataset.frames):

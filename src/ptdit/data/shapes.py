@@ -339,11 +339,13 @@ class MovingShapesDataset(ProceduralDataset):
         min_objects: fewest movers per clip (>= 1).
         max_objects: most movers per clip (<= 2; uniform in [min_objects, max_objects]). With the default 1 the
             samples are exactly those of the one-mover dataset.
-        grid_motion: movers start on the pixel grid (the corner of their box on a pixel boundary) and move a
-            whole number of pixels per frame (`round(0.4 * size / (frames - 1))`, at least 1), so every frame
-            shows the same raster of the shape. The default (False) draws sub-pixel starts and steps, and a
-            shape's raster then changes from frame to frame (at 16 px a triangle's rows go 1-1-3-3-5-5 in one
-            frame and 1-2-3-4-5-6 in the next), which a small model learns as a blur (EVALUATION.md).
+        grid_motion: movers are drawn as the still "shapes" are (a half-integer half-extent, the centre on a
+            pixel centre: the shape fills its `2 * floor(half) + 1` pixel box as the oracle's templates do; at
+            16 px a 7 px box that may touch the border), start on pixel centres and move a whole number of
+            pixels per frame (`round(0.4 * size / (frames - 1))`, at least 1), so every frame shows the same
+            raster of the shape. The default (False) draws sub-pixel starts and steps, and a shape's raster then
+            changes from frame to frame (at 16 px a triangle's rows go 1-1-3-3-5-5 in one frame and 1-2-3-4-5-6
+            in the next), which a small model learns as a blur (EVALUATION.md).
     """
 
     name = "moving-shapes"
@@ -370,7 +372,9 @@ class MovingShapesDataset(ProceduralDataset):
             raise ValueError(f"max_objects must be an int in [min_objects={min_objects}, 2], got {max_objects!r}")
         self.frames, self.min_objects, self.max_objects = frames, min_objects, max_objects
         self.grid_motion = grid_motion
-        self.half = MOVING_HALF_EXTENT * self.scale
+        half = MOVING_HALF_EXTENT * self.scale
+        self.half = float(np.floor(half)) + 0.5 if grid_motion else half
+        self.margin = 0.0 if grid_motion else _MARGIN * self.scale  # a 7 px box leaves no margin for two at 16 px
         # pixels travelled per frame
         self.step = (
             max(round(MOVING_TRAVEL * size / (frames - 1)), 1) if grid_motion else MOVING_TRAVEL * size / (frames - 1)
@@ -420,7 +424,7 @@ class MovingShapesDataset(ProceduralDataset):
         """((x_lo, x_hi), (y_lo, y_hi)): starts whose trajectory stays inside the image."""
         half = self.half
         travel = self.step * (self.frames - 1) if self.grid_motion else MOVING_TRAVEL * self.size
-        lo, hi = half + _MARGIN * self.scale, self.size - half - _MARGIN * self.scale
+        lo, hi = half + self.margin, self.size - half - self.margin
         # Start so that start + travel * direction stays in [lo, hi] on the motion axis.
         dx, dy = DIRECTION_VECTORS[direction]
         return (
@@ -435,14 +439,13 @@ class MovingShapesDataset(ProceduralDataset):
         return (float(start_x), float(start_y))
 
     def _uniform(self, rng: np.random.Generator, lo: float, hi: float, n: int | None) -> Any:
-        """Uniform start coordinates in [lo, hi]; with `grid_motion` only those whose box starts on a pixel
-        boundary (the range always holds one: it is at least `travel` wide around a valid start)."""
+        """Uniform start coordinates in [lo, hi]; with `grid_motion` only pixel centres (`k + 0.5`)."""
         if not self.grid_motion:
             return rng.uniform(lo, hi, n)
-        first, last = int(np.ceil(lo - self.half)), int(np.floor(hi - self.half))
+        first, last = int(np.ceil(lo - 0.5)), int(np.floor(hi - 0.5))
         if last < first:
             raise ValueError(f"no pixel-grid start for a mover in a {self.size} px clip; use a larger size")
-        return rng.integers(first, last + 1, n) + self.half
+        return rng.integers(first, last + 1, n) + 0.5
 
     def _draw_apart_starts(self, rng: np.random.Generator, directions: list[str]) -> list[tuple[float, float]]:
         """Starts of several movers whose bounding boxes keep the gap in every frame (rejection sampling).
