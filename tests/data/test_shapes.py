@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -102,13 +103,8 @@ def test_grid_motion_shows_the_same_raster_in_every_frame(size):
         dx, dy = (int(v) for v in DIRECTION_VECTORS[spec["direction"]])
         for f in range(1, dataset.frames):
             shift = f * dataset.step
-            assert (frames[f] == np_roll(frames[0], shift * dy, shift * dx)).all(), (i, f)
-
-
-def np_roll(frame, rows, cols):
-    import numpy as np
-
-    return np.roll(frame, (rows, cols), axis=(0, 1))  # no wrap-around: the mover stays inside the image
+            # (no wrap-around: the mover stays inside the image)
+            assert (frames[f] == np.roll(frames[0], (shift * dy, shift * dx), axis=(0, 1))).all(), (i, f)
 
 
 def test_grid_motion_clips_keep_two_movers_apart_and_the_oracle_reads_them():

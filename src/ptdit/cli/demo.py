@@ -29,6 +29,11 @@ from ptdit.cli.args import positive_float, positive_int, ptdit_command
 DEMO_CONFIGS = {"t2i": "demo-t2i.yaml", "t2v": "demo-t2v.yaml", "t2mv": "demo-t2mv.yaml"}
 NUM_EVAL_PROMPTS = {"t2i": 48, "t2v": 16, "t2mv": 16}
 DEMO_MARKER = ".ptdit-demo"  # marks a folder `ptdit demo` made, and so may replace
+# Training processes per demo (`--processes` overrides). Two single-threaded DDP processes train the T2V demo
+# 1.6x faster than one two-threaded process on the 2-core machines (EVALUATION.md, "Two processes"); the T2I
+# demo's small steps gain nothing (1051 vs 1078 steps in 5 minutes: all-reduce and per-process data loading
+# eat the gain). Either way the process and thread counts are fixed, so every machine trains the same model.
+DEMO_PROCESSES = {"t2i": 1, "t2v": 2, "t2mv": 1}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -50,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--processes",
         type=positive_int,
         help="training processes (torchrun + DDP, one thread each); default: the task's, measured fastest on 2 "
-        "cores (1 for t2i and t2mv, 2 for t2v)",
+        f"cores ({', '.join(f'{task}: {n}' for task, n in DEMO_PROCESSES.items())})",
     )
     p.add_argument(
         "--set",
@@ -86,13 +91,6 @@ class DemoResult:
     out_dir: Path
     report: Path
     metrics: dict[str, Any]
-
-
-# Training processes per demo (`--processes` overrides). Two single-threaded DDP processes train the T2V demo
-# 1.6x faster than one two-threaded process on the 2-core machines (EVALUATION.md, "Two processes"); the T2I
-# demo's small steps gain nothing (1051 vs 1078 steps in 5 minutes: all-reduce and per-process data loading
-# eat the gain). Either way the process and thread counts are fixed, so every machine trains the same model.
-DEMO_PROCESSES = {"t2i": 1, "t2v": 2, "t2mv": 1}
 
 
 def default_processes(task: str) -> int:

@@ -375,10 +375,11 @@ class MovingShapesDataset(ProceduralDataset):
         half = MOVING_HALF_EXTENT * self.scale
         self.half = float(np.floor(half)) + 0.5 if grid_motion else half
         self.margin = 0.0 if grid_motion else _MARGIN * self.scale  # a 7 px box leaves no margin for two at 16 px
-        # pixels travelled per frame
+        # pixels travelled per frame and over the clip
         self.step = (
             max(round(MOVING_TRAVEL * size / (frames - 1)), 1) if grid_motion else MOVING_TRAVEL * size / (frames - 1)
         )
+        self.travel = self.step * (frames - 1) if grid_motion else MOVING_TRAVEL * size
 
     def sample_spec(self, index: int) -> dict[str, Any]:
         rng = self.rng(index)
@@ -422,8 +423,7 @@ class MovingShapesDataset(ProceduralDataset):
 
     def _start_ranges(self, direction: str) -> tuple[tuple[float, float], tuple[float, float]]:
         """((x_lo, x_hi), (y_lo, y_hi)): starts whose trajectory stays inside the image."""
-        half = self.half
-        travel = self.step * (self.frames - 1) if self.grid_motion else MOVING_TRAVEL * self.size
+        half, travel = self.half, self.travel
         lo, hi = half + self.margin, self.size - half - self.margin
         # Start so that start + travel * direction stays in [lo, hi] on the motion axis.
         dx, dy = DIRECTION_VECTORS[direction]

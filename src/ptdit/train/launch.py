@@ -28,7 +28,7 @@ def run_forwarding_stops(cmd: list[str], env: dict[str, str]) -> tuple[int, str 
     of the signal received, or None).
 
     torchrun runs in its own session, so a Ctrl-C reaches it only through this forwarding, once: it then sends
-    SIGTERM to its workers, which finish their step and write a checkpoint (docs/training.md, "Stopping"), as
+    SIGTERM to its workers, which finish their step and write a checkpoint (docs/training.md, "Faults"), as
     one process does. Without it, the workers outlived a SIGTERMed parent and trained on unseen."""
     received: list[str] = []
     proc = subprocess.Popen(cmd, env=env, start_new_session=True)
