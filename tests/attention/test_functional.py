@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from ptdit.attention import AttentionBackend, attention
-from ptdit.attention.functional import attention_reference
+from ptdit.attention.functional import CPU_SDPA_FP32_MAX_SCORES, attention_reference, sdpa_upcasts
 
 
 def _qkv(dtype, B=2, N=2, L=10, S=12, K=8, seed=0):
@@ -40,6 +41,48 @@ def test_attention_backends_match_math(dtype, atol, masked):
         return attention(q, k, v, mask, backend="math")
 
     _assert_close_with_grads(sdpa, math, [q, k, v], atol=atol, rtol=atol)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_long_reduced_precision_attention_matches_math(dtype):
+    # Past CPU_SDPA_FP32_MAX_SCORES the SDPA kernel runs in the inputs' own precision (no upcast).
+    q, k, v = _qkv(dtype, B=1, N=1, L=272, S=272)
+    assert not sdpa_upcasts(q, k, v)
+
+    def sdpa(q, k, v):
+        return attention(q, k, v, backend=AttentionBackend.SDPA)
+
+    def math(q, k, v):
+        return attention(q, k, v, backend="math")
+
+    _assert_close_with_grads(sdpa, math, [q, k, v], atol=2e-2, rtol=2e-2)
+
+
+def test_cpu_sdpa_upcast_rule():
+    def qkv(dtype, L, S, grad=True):
+        return [torch.zeros(1, 1, n, 4, dtype=dtype, requires_grad=grad) for n in (L, S, S)]
+
+    assert sdpa_upcasts(*qkv(torch.bfloat16, 64, 16)) and sdpa_upcasts(*qkv(torch.float16, 4, 4))
+    assert sdpa_upcasts(*qkv(torch.bfloat16, 256, CPU_SDPA_FP32_MAX_SCORES // 256))
+    assert not sdpa_upcasts(*qkv(torch.bfloat16, 256, CPU_SDPA_FP32_MAX_SCORES // 256 + 1))
+    assert not sdpa_upcasts(*qkv(torch.float32, 64, 16))
+    assert not sdpa_upcasts(*qkv(torch.bfloat16, 64, 16, grad=False))  # inference keeps bf16
+    with torch.no_grad():
+        assert not sdpa_upcasts(*qkv(torch.bfloat16, 64, 16))
+
+
+def test_short_bf16_attention_runs_in_fp32_under_cpu_autocast():
+    # CPU autocast lists SDPA as a bf16 op: the upcast must switch it off, or the kernel would see bf16 again.
+    q, k, v = _qkv(torch.bfloat16, L=64, S=16)
+    expected = F.scaled_dot_product_attention(q.float(), k.float(), v.float()).to(torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = attention(q, k, v, backend=AttentionBackend.SDPA)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out, expected, atol=0, rtol=0)
+    grads = torch.autograd.grad(out.float().square().sum(), [q, k, v])
+    expected_grads = torch.autograd.grad(expected.float().square().sum(), [q, k, v])
+    for got, want in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(got, want, atol=0, rtol=0)
 
 
 def test_reference_attention_is_plain_softmax():

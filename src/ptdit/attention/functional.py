@@ -62,7 +62,27 @@ def attention(
         return attention_reference(q_BNLK, k_BNSK, v_BNSK, mask)
     if resolved is AttentionBackend.FLEX:
         return flex_attention(q_BNLK, k_BNSK, v_BNSK, mask)
+    if sdpa_upcasts(q_BNLK, k_BNSK, v_BNSK):
+        with torch.autocast("cpu", enabled=False):  # CPU autocast would cast the inputs back to bf16
+            out_BNLK = F.scaled_dot_product_attention(q_BNLK.float(), k_BNSK.float(), v_BNSK.float(), attn_mask=mask)
+        return out_BNLK.to(q_BNLK.dtype)
     return F.scaled_dot_product_attention(q_BNLK, k_BNSK, v_BNSK, attn_mask=mask)
+
+
+# torch's CPU flash-attention kernel is slower in bf16 than in fp32 when it has to run backward on short
+# sequences: 1.1-6.2x the fp32 time, forward + backward, for 4-256 query x 4-256 key tokens (the window, proxy
+# and text shapes of the CPU demos), and 0.8-0.9x only from 1024 x 1024 up. Forward alone is within 0.75-1.11x
+# either way, so inference keeps the inputs' precision (BENCHMARKS.md "Attention in bf16 on CPU").
+CPU_SDPA_FP32_MAX_SCORES = 256 * 256
+
+
+def sdpa_upcasts(q_BNLK: torch.Tensor, k_BNSK: torch.Tensor, v_BNSK: torch.Tensor) -> bool:
+    """Whether SDPA runs bf16 / fp16 inputs in fp32 (and casts the output back): on CPU, when gradients are
+    needed, for attention of at most `CPU_SDPA_FP32_MAX_SCORES` query x key tokens per head."""
+    reduced = q_BNLK.dtype in (torch.bfloat16, torch.float16) and q_BNLK.device.type == "cpu"
+    short = q_BNLK.shape[-2] * k_BNSK.shape[-2] <= CPU_SDPA_FP32_MAX_SCORES
+    backward = torch.is_grad_enabled() and any(t.requires_grad for t in (q_BNLK, k_BNSK, v_BNSK))
+    return reduced and short and backward
 
 
 # ----------------------------------------------------------------------------------------------------------------
