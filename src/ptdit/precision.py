@@ -5,7 +5,10 @@ bf16 is faster only where the hardware has bf16 matrix units. On a CPU with AMX 
 bf16 weights was measured faster than fp32 at every width (0.42-0.60x the time, widths 128-1152), but a training
 step under bf16 autocast only from width 256 up: at 128 (the CPU demos) its casts and small kernels make it
 1.2-1.3x *slower* (BENCHMARKS.md "Default precision"). So "auto" means bf16 on CUDA GPUs that support it, bf16
-on such CPUs from `BF16_CPU_MIN_WIDTH[use]` up, and fp32 everywhere else.
+on such CPUs from `BF16_CPU_MIN_WIDTH[use]` up, and fp32 everywhere else. Since the attention backward runs in
+fp32 on CPU (docs/decisions.md#attention-backward-in-fp32-on-cpu), one measurement (2026-12-04) found autocast
+faster from width 128 too (0.82x); the threshold stays until more days agree (BENCHMARKS.md "Attention in bf16
+on CPU").
 
 Reproducible measurements (the demos, the studies, `ptdit eval`) keep fp32 unless told, so that their scores do
 not depend on which CPU they run on.
