@@ -93,11 +93,6 @@ class DemoResult:
     metrics: dict[str, Any]
 
 
-def default_processes(task: str) -> int:
-    """Training processes of a demo task when `--processes` is not given."""
-    return DEMO_PROCESSES[task]
-
-
 def run_demo(
     task: str = "t2i",
     *,
@@ -187,7 +182,7 @@ def train_demo_model(
     if minutes is not None and not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and minutes > 0):
         raise ValueError(f"--minutes must be a positive number, got {minutes}")
     out = Path(out_dir or ("runs/demo" if task == "t2i" else f"runs/demo-{task}"))
-    processes = default_processes(task) if processes is None else processes
+    processes = DEMO_PROCESSES[task] if processes is None else processes
     if processes < 1:
         raise ValueError(f"--processes must be >= 1, got {processes}")
     overrides = [*([f"train.max_minutes={minutes}"] if minutes is not None else []), *(overrides or [])]
@@ -221,9 +216,9 @@ def _warn_if_machine_dependent(cfg: Any, task: str, processes: int) -> None:
             "the same model)",
             stacklevel=2,
         )
-    if processes != default_processes(task):
+    if processes != DEMO_PROCESSES[task]:
         warnings.warn(
-            f"{processes} training processes instead of the {task} demo's {default_processes(task)} round "
+            f"{processes} training processes instead of the {task} demo's {DEMO_PROCESSES[task]} round "
             "differently, so the weights (and scores) differ slightly from a default demo's",
             stacklevel=2,
         )

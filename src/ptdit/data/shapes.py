@@ -379,6 +379,7 @@ class MovingShapesDataset(ProceduralDataset):
         self.step = (
             max(round(MOVING_TRAVEL * size / (frames - 1)), 1) if grid_motion else MOVING_TRAVEL * size / (frames - 1)
         )
+        # (not step * (frames - 1) for sub-pixel motion: that may differ in the last bit and move the default samples)
         self.travel = self.step * (frames - 1) if grid_motion else MOVING_TRAVEL * size
 
     def sample_spec(self, index: int) -> dict[str, Any]:
@@ -434,11 +435,9 @@ class MovingShapesDataset(ProceduralDataset):
 
     def _draw_start(self, rng: np.random.Generator, direction: str) -> tuple[float, float]:
         (x_lo, x_hi), (y_lo, y_hi) = self._start_ranges(direction)
-        start_x = self._uniform(rng, x_lo, x_hi, None)
-        start_y = self._uniform(rng, y_lo, y_hi, None)
-        return (float(start_x), float(start_y))
+        return (float(self._uniform(rng, x_lo, x_hi)), float(self._uniform(rng, y_lo, y_hi)))
 
-    def _uniform(self, rng: np.random.Generator, lo: float, hi: float, n: int | None) -> Any:
+    def _uniform(self, rng: np.random.Generator, lo: float, hi: float, n: int | None = None) -> Any:
         """Uniform start coordinates in [lo, hi]; with `grid_motion` only pixel centres (`k + 0.5`)."""
         if not self.grid_motion:
             return rng.uniform(lo, hi, n)
