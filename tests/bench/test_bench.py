@@ -204,3 +204,15 @@ def test_reference_linear_runs_the_reference_path_and_restores_the_switch(capsys
     assert json.loads(capsys.readouterr().out)[0]["linear"] == "fast path where eligible"
     if layers._onednn_linear_available():
         assert any(seen)  # bf16 forward passes on CPU take the fast path
+
+
+@pytest.mark.skipif(not hasattr(__import__("ctypes").CDLL(None), "mallopt"), reason="glibc only")
+def test_bench_command_keeps_freed_blocks_and_says_so(capsys, monkeypatch):
+    from ptdit import allocator
+
+    monkeypatch.delenv(allocator.ENV_VAR, raising=False)
+    monkeypatch.setitem(allocator._state, "kept", False)  # as in a fresh process
+    args = ["bench", "--model", "PT-DiT/Tiny", "--resolution", "64", *TINY, "--forward-only", "--json"]
+    assert main(args) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["cpu_allocator"] == "keep"  # `ptdit` applies ptdit.allocator.keep_freed_memory at start

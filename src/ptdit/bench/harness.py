@@ -38,6 +38,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ptdit.allocator import allocator_setting
 from ptdit.bench.timing import PeakMemory, interleaved_ms, matmul_probe, median_ms, spread
 from ptdit.config import ModelConfig, replace
 from ptdit.eval.flops import (
@@ -375,6 +376,7 @@ def _row(
         "device": settings.device,
         "dtype": settings.dtype,
         "threads": torch.get_num_threads(),
+        "cpu_allocator": allocator_setting(),
         "repeats": settings.repeats,
         "warmup": max(settings.warmup, 1),
         "order": "interleaved",

@@ -190,7 +190,8 @@ def _range(spread: dict[str, float] | None) -> str:  # rows written before the s
 def print_table(rows: list[dict[str, Any]]) -> None:
     r0 = rows[0]
     print(
-        f"device {r0['device']}, {r0['dtype']}, {r0['threads']} threads, batch {r0['batch']}, text tokens "
+        f"device {r0['device']}, {r0['dtype']}, {r0['threads']} threads, CPU allocator "
+        f"{r0.get('cpu_allocator', 'system')}, batch {r0['batch']}, text tokens "
         f"{r0['text_tokens']} (no padding); median (min-max) of {r0['repeats']} interleaved rounds after "
         f"{r0.get('warmup', 1)} warm-up call(s); GMAC: forward, 1 MAC = 1 FLOP; GFLOP/s: 2 x MAC"
     )

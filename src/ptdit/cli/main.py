@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+from ptdit.allocator import keep_freed_memory
 from ptdit.cli import bench, cache, convert, data, demo, flops, models, sample, study, train
 from ptdit.cli import eval as evaluate  # `eval` would shadow the builtin here
 from ptdit.cli.args import OneLineParser
@@ -86,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = bool(os.environ.get("PTDIT_DEBUG"))
     with plain_warnings(args.command):
         try:
+            keep_freed_memory()  # large CPU activations reuse warm pages: docs/decisions.md#cpu-allocator
             return int(args.func(args) or 0)
         except USER_ERRORS as err:
             if debug:
