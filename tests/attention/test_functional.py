@@ -7,7 +7,12 @@ import torch
 import torch.nn.functional as F
 
 from ptdit.attention import AttentionBackend, attention
-from ptdit.attention.functional import CPU_SDPA_FP32_MAX_SCORES, attention_reference, sdpa_upcasts
+from ptdit.attention.functional import (
+    CPU_SDPA_FP32_MAX_SCORES,
+    attention_reference,
+    cpu_sdpa_upcast,
+    sdpa_upcasts,
+)
 
 
 def _qkv(dtype, B=2, N=2, L=10, S=12, K=8, seed=0):
@@ -69,6 +74,11 @@ def test_cpu_sdpa_upcast_rule():
     assert not sdpa_upcasts(*qkv(torch.bfloat16, 64, 16, grad=False))  # inference keeps bf16
     with torch.no_grad():
         assert not sdpa_upcasts(*qkv(torch.bfloat16, 64, 16))
+    with cpu_sdpa_upcast(False):  # the accelerator's path, for the memory estimate
+        assert not sdpa_upcasts(*qkv(torch.bfloat16, 64, 16))
+        with cpu_sdpa_upcast(True):
+            assert sdpa_upcasts(*qkv(torch.bfloat16, 64, 16))
+    assert sdpa_upcasts(*qkv(torch.bfloat16, 64, 16))  # restored on exit
 
 
 def test_short_bf16_attention_runs_in_fp32_under_cpu_autocast():

@@ -216,3 +216,28 @@ def test_bench_command_keeps_freed_blocks_and_says_so(capsys, monkeypatch):
     assert main(args) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert row["cpu_allocator"] == "keep"  # `ptdit` applies ptdit.allocator.keep_freed_memory at start
+
+
+@pytest.mark.parametrize("backend", ["math", "flex"])
+def test_attention_backend_is_applied_and_recorded(backend, capsys, monkeypatch):
+    from ptdit.attention import functional
+
+    seen = []
+    resolve = functional.resolve_backend
+
+    def spy(b=None):
+        seen.append(resolve(b))
+        return seen[-1]
+
+    monkeypatch.setattr(functional, "resolve_backend", spy)
+    args = ["bench", "--model", "PT-DiT/Tiny", "--resolution", "64", *TINY, "--forward-only", "--json"]
+    assert main([*args, "--attention", backend]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["attention"] == backend and seen and {b.value for b in seen} == {backend}
+
+
+def test_flex_training_step_on_cpu_is_refused_in_one_line(capsys):
+    args = ["bench", "--model", "PT-DiT/Tiny", "--resolution", "64", *TINY, "--attention", "flex"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--forward-only" in err[0]

@@ -3,6 +3,7 @@ measured peak, exact training-state parts, and the command."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -35,8 +36,9 @@ def _tiny(name: str):
 def test_estimate_matches_measured_allocator_peak(name, precision, checkpointing):
     config = _tiny(name)
     settings = MemorySettings(
-        resolution=256, batch=2, precision=precision, checkpointing=checkpointing, foreach=False, text_tokens=8
-    )
+        resolution=256, batch=2, precision=precision, checkpointing=checkpointing, foreach=False, text_tokens=8,
+        device="cpu",
+    )  # fmt: skip
     estimate = estimate_training_memory(name, config, settings)
     # Run second: a fake run must leave no fake tensor in the constant caches (masks, positional embeddings).
     measured = measure_training_memory(config, settings)["allocator_peak_bytes"]
@@ -97,6 +99,7 @@ def test_bench_memory_cli_json_table_and_plot(capsys, tmp_path):
     assert main([*base, "--resolution", "64", "128", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["tokens"] for r in rows] == [16, 64]
+    assert all(r["device"] == "cuda" for r in rows)  # the estimate follows an accelerator unless told otherwise
     for r in rows:
         assert r["precision"] == "bf16" and r["checkpointing"] is False and r["fits"] is True
         assert r["peak_bytes"] >= r["weight_bytes"] + r["optimizer_bytes"] + r["ema_bytes"]
@@ -106,6 +109,30 @@ def test_bench_memory_cli_json_table_and_plot(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "NO" in out and "growth with the token count" in out and "estimate / allocator" in out
     assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_estimate_follows_the_devices_attention_path():
+    """On CPU, short bf16 attention that needs gradients runs in fp32 and saves fp32 copies for the backward pass
+    (docs/decisions.md#attention-backward-in-fp32-on-cpu); on an accelerator it stays in bf16."""
+    config = _tiny("PT-DiT/Tiny")
+    cpu, cuda = (
+        estimate_training_memory("PT-DiT/Tiny", config, MemorySettings(resolution=128, text_tokens=4, device=d))
+        for d in ("cpu", "cuda")
+    )
+    assert cpu.saved_activation_bytes > cuda.saved_activation_bytes
+    assert cpu.weight_bytes == cuda.weight_bytes and cpu.optimizer_bytes == cuda.optimizer_bytes
+    fp32 = MemorySettings(resolution=128, text_tokens=4, precision="fp32")  # nothing to upcast
+    assert (
+        estimate_training_memory("PT-DiT/Tiny", config, fp32).peak_bytes
+        == estimate_training_memory("PT-DiT/Tiny", config, dataclasses.replace(fp32, device="cpu")).peak_bytes
+    )
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without a GPU")
+def test_measuring_on_cuda_without_a_gpu_is_one_line(capsys):
+    assert main(["bench", "memory", "--resolution", "64", "--model", "DiT-S/2", "--measure", "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert "torch.cuda.is_available() is False" in err and err.count("\n") == 1
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,11 @@ only place where a boolean mask becomes additive logits (or, for FLEX, a block m
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -74,15 +76,29 @@ def attention(
 # and text shapes of the CPU demos), and 0.8-0.9x only from 1024 x 1024 up. Forward alone is within 0.75-1.11x
 # either way, so inference keeps the inputs' precision (BENCHMARKS.md "Attention in bf16 on CPU").
 CPU_SDPA_FP32_MAX_SCORES = 256 * 256
+_cpu_upcast: contextvars.ContextVar[bool] = contextvars.ContextVar("ptdit_cpu_sdpa_upcast", default=True)
 
 
 def sdpa_upcasts(q_BNLK: torch.Tensor, k_BNSK: torch.Tensor, v_BNSK: torch.Tensor) -> bool:
     """Whether SDPA runs bf16 / fp16 inputs in fp32 (and casts the output back): on CPU, when gradients are
-    needed, for attention of at most `CPU_SDPA_FP32_MAX_SCORES` query x key tokens per head."""
+    needed, for attention of at most `CPU_SDPA_FP32_MAX_SCORES` query x key tokens per head, unless switched
+    off by `cpu_sdpa_upcast(False)`."""
     reduced = q_BNLK.dtype in (torch.bfloat16, torch.float16) and q_BNLK.device.type == "cpu"
     short = q_BNLK.shape[-2] * k_BNSK.shape[-2] <= CPU_SDPA_FP32_MAX_SCORES
     backward = torch.is_grad_enabled() and any(t.requires_grad for t in (q_BNLK, k_BNSK, v_BNSK))
-    return reduced and short and backward
+    return reduced and short and backward and _cpu_upcast.get()
+
+
+@contextlib.contextmanager
+def cpu_sdpa_upcast(enabled: bool) -> Iterator[None]:
+    """Switches the CPU fp32 upcast of `sdpa_upcasts` on or off inside the block. Off, CPU attention takes the
+    path it takes on an accelerator (the inputs' dtype): what the memory estimate of an accelerator's training
+    step needs, since it runs on CPU fake tensors (docs/memory.md)."""
+    token = _cpu_upcast.set(enabled)
+    try:
+        yield
+    finally:
+        _cpu_upcast.reset(token)
 
 
 # ----------------------------------------------------------------------------------------------------------------

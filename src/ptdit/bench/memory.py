@@ -18,8 +18,8 @@ weight copies while activations are alive.
 
 Not counted: kernel-internal workspaces (matmul packing, attention kernels' scratch), the allocator's rounding
 and fragmentation, the runtime's own context, and the VAE and text encoder (latents and captions are inputs).
-`measure_training_memory` runs the same steps for real and reads the CPU allocator's counter (torch's profiler),
-which is how the estimate is validated at small sizes (docs/memory.md).
+`measure_training_memory` runs the same steps for real and reads the allocator's counter (torch's profiler on CPU,
+`max_memory_allocated` on CUDA), which is how the estimate is validated at small sizes (docs/memory.md).
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from ptdit.precision import DTYPES, torch_dtype
 
 GIB = 2**30
 PRECISIONS = tuple(DTYPES)  # the resolved precisions ("auto" is resolved before an estimate)
+DEVICES = ("cuda", "cpu")
 LABELS = ("weights", "gradients", "optimizer", "ema", "activations", "backward", "optimizer_step", "inputs")
 
 
@@ -61,6 +62,10 @@ class MemorySettings:
         foreach: AdamW's and clipping's multi-tensor path (torch's default on CUDA, where it costs one extra
             parameter-sized fp32 buffer during the update); False is the per-tensor loop (CPU's default).
         window: PT-DiT window; None = the paper's for the resolution.
+        device: where the step runs. "cuda" (default; any accelerator): attention stays in the autocast dtype.
+            "cpu": short attention runs in fp32 when it needs gradients, which saves fp32 copies for the backward
+            pass (docs/decisions.md#attention-backward-in-fp32-on-cpu). The estimate follows that device's path
+            (it always runs on CPU fake tensors); `measure_training_memory` runs the steps there.
     """
 
     resolution: int
@@ -71,8 +76,11 @@ class MemorySettings:
     foreach: bool = True
     text_tokens: int = TEXT_TOKENS
     window: tuple[int, int, int] | None = None
+    device: str = "cuda"
 
     def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         for name in ("resolution", "frames", "batch", "text_tokens"):
@@ -211,7 +219,8 @@ class _Trainer:
 
     def step(self, x: torch.Tensor, kwargs: dict[str, Any], step: int, after_forward: Callable[[], None]) -> None:
         bf16 = self.settings.precision == "bf16"
-        with self.phase("activations"), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        autocast = torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16)
+        with self.phase("activations"), autocast:
             out = self.model(x, **kwargs)
             pred = out[:, : x.shape[1]].float()
             loss = torch.nn.functional.mse_loss(pred, torch.zeros_like(pred))
@@ -264,7 +273,9 @@ def estimate_training_memory(name: str, config: ModelConfig, settings: MemorySet
     """Peak memory of a training step of `config` at `settings`, from fake tensors (nothing is allocated)."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    with FakeTensorMode():
+    from ptdit.attention.functional import cpu_sdpa_upcast
+
+    with FakeTensorMode(), cpu_sdpa_upcast(settings.device == "cpu"):
         trainer = _build_trainer(config, settings)
         x, kwargs, window = _model_inputs(config, settings)
         tracker = LiveBytes()
@@ -375,19 +386,24 @@ def _allocator_peak(trace: Path) -> int:
 
 def _real_steps(config: ModelConfig, settings: MemorySettings, seed: int) -> None:
     torch.manual_seed(seed)
-    trainer = _build_trainer(config, settings)
-    x, kwargs, _ = _model_inputs(config, settings)
+    with torch.device(settings.device):
+        trainer = _build_trainer(config, settings)
+        x, kwargs, _ = _model_inputs(config, settings)
     for step in range(2):
         trainer.step(x, kwargs, step, lambda: None)
 
 
 def measure_training_memory(config: ModelConfig, settings: MemorySettings, *, seed: int = 0) -> dict[str, Any]:
-    """Runs the estimated steps for real on the CPU (build, two steps) twice and returns
-    * `allocator_peak_bytes`: the peak bytes torch's CPU allocator held (the profiler's counter: every
-      allocation torch makes, kernel workspaces included), the figure the estimate is checked against;
-    * `rss_peak_bytes`: the peak resident-set growth of a second run without the profiler (`PeakMemory`: also
-      counts freed heap pages that malloc keeps, libraries' buffers and page granularity; None off Linux).
+    """Runs the estimated steps for real on `settings.device` (build, two steps) and returns
+    * `allocator_peak_bytes`: the peak bytes torch's allocator held, the figure the estimate is checked against.
+      CPU: the profiler's counter (every allocation torch makes, kernel workspaces included); CUDA:
+      `torch.cuda.max_memory_allocated` over the run, less what was allocated before it;
+    * `rss_peak_bytes` (CPU only, else None): the peak resident-set growth of a second run without the profiler
+      (`PeakMemory`: also counts freed heap pages that malloc keeps, libraries' buffers and page granularity;
+      None off Linux).
     """
+    if settings.device == "cuda":
+        return _measure_cuda(config, settings, seed)
     from torch.profiler import ProfilerActivity, profile
 
     from ptdit.bench.timing import PeakMemory
@@ -404,6 +420,21 @@ def measure_training_memory(config: ModelConfig, settings: MemorySettings, *, se
     _real_steps(config, settings, seed)
     rss_mib = rss.stop()
     return {"allocator_peak_bytes": allocated, "rss_peak_bytes": None if rss_mib is None else int(rss_mib * 2**20)}
+
+
+def _measure_cuda(config: ModelConfig, settings: MemorySettings, seed: int) -> dict[str, Any]:
+    if not torch.cuda.is_available():
+        raise ValueError(
+            "measuring on 'cuda' needs a CUDA build of torch and a visible GPU (torch.cuda.is_available() is "
+            "False); measure on the CPU instead (--device cpu)"
+        )
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    _real_steps(config, settings, seed)
+    torch.cuda.synchronize()
+    return {"allocator_peak_bytes": torch.cuda.max_memory_allocated() - before, "rss_peak_bytes": None}
 
 
 __all__ = [

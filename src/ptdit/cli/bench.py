@@ -74,11 +74,24 @@ def _timing_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=3, help="timed calls per measurement (median)")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls per model before timing (at least 1 is run)")
     p.add_argument("--forward-only", action="store_true", help="skip the training step")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        help="where to run (default cpu); memory: whose attention path the estimate follows and where --measure "
+        "runs (default cuda, the accelerator of the paper's claim; cpu with --measure)",
+    )
     p.add_argument(
         "--dtype",
         choices=("fp32", "bf16"),
         help="weights and inputs dtype (default: fp32 for models, bf16 for pipeline)",
+    )
+    p.add_argument(
+        "--attention",
+        choices=("sdpa", "flex", "math"),
+        default="sdpa",
+        help="attention backend of the ptdit models (docs/architecture.md#attention-modules): sdpa (default), flex "
+        "(FlexAttention, compiled on CUDA; forward only on CPU, so with --forward-only), math (the reference); "
+        "diffusers' model keeps its own",
     )
     p.add_argument(
         "--reference-linear",
@@ -160,7 +173,7 @@ def _settings(args: argparse.Namespace) -> Any:
         repeats=args.repeats,
         warmup=args.warmup,
         forward_only=args.forward_only,
-        device=args.device,
+        device=args.device or "cpu",
         dtype=args.dtype or "fp32",
     )
 
@@ -251,7 +264,8 @@ def run_window_report(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"one attention module, width {config.dim}, {config.num_heads} heads, {args.device} {args.dtype}, forward")
+    where = f"{settings.device} {settings.dtype}"
+    print(f"one attention module, width {config.dim}, {config.num_heads} heads, {where}, forward")
     print(
         f"{'res':>5} {'tokens':>6} {'window':<9} {'masked/all':>10} {'window ms':>10} {'shifted split':>13} "
         f"{'all masked':>10} {'roll ms':>8}"
@@ -325,11 +339,13 @@ def run(args: argparse.Namespace) -> int:
     args.model = args.model or list(DEFAULT_MODELS)
     if len(args.frames) != 1:
         raise ValueError(f"bench {args.what} takes one --frames value, got {args.frames}; several are for memory")
+    from ptdit.attention.backends import use_attention_backend
     from ptdit.nn.layers import Linear
 
     fused, Linear.fused_cpu = Linear.fused_cpu, not args.reference_linear  # every path that runs a network
     try:
-        return _run_networks(args)
+        with use_attention_backend(args.attention):
+            return _run_networks(args)
     finally:
         Linear.fused_cpu = fused
 
@@ -344,13 +360,16 @@ def _run_networks(args: argparse.Namespace) -> int:
         return run_window_report(args)
     if args.profile is not None:
         return run_profile(args)
-    from ptdit.bench.harness import run_benchmarks
+    from ptdit.bench.harness import DIFFUSERS_PIXART, run_benchmarks
 
+    if args.attention == "flex" and (args.device or "cpu") == "cpu" and not args.forward_only:
+        raise ValueError("--attention flex has no backward on CPU in torch; add --forward-only, or use --device cuda")
     if any(r < 1 for r in args.resolution):
         raise ValueError(f"--resolution values must be positive, got {args.resolution}")
     rows = run_benchmarks(args.model, args.resolution, _settings(args))
     for row in rows:
         row["linear"] = "reference" if args.reference_linear else "fast path where eligible"
+        row["attention"] = args.attention if row["model"] != DIFFUSERS_PIXART else "diffusers' own"
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

@@ -22,21 +22,23 @@ def estimate_rows(args: argparse.Namespace, names: list[str]) -> list[dict[str, 
     jobs = [(f, r, n, c) for f in args.frames for r in args.resolution for n in names for c in modes]
     window = tuple(args.window) if args.window else None
     overrides = BenchSettings(resolution=1, depth=args.depth, width=args.width, heads=args.heads)
+    device = args.device or ("cpu" if args.measure else "cuda")
     rows = []
     for frames, resolution, name, ckpt in tqdm(jobs, desc="memory", unit="run", disable=not sys.stderr.isatty()):
         config = bench_config(name, overrides)
         settings = MemorySettings(
             resolution=resolution, frames=frames, batch=args.batch or 1, precision=args.precision,
-            checkpointing=ckpt, foreach=args.foreach, text_tokens=args.text_tokens, window=window,
+            checkpointing=ckpt, foreach=args.foreach, text_tokens=args.text_tokens, window=window, device=device,
         )  # fmt: skip
         row = estimate_training_memory(name, config, settings).to_dict()
+        row["device"] = device
         grid = token_grid(resolution, frames, patch_size=config.patch_size)
         win = model_window(config, resolution, frames, window)
         macs = analytic_macs(config, grid, window=win, batch=args.batch or 1, text_tokens=args.text_tokens)
         # Checkpointing runs each block's forward again in the backward pass.
         row["gmac_step"] = (macs.forward_backward() + (macs.forward if ckpt else 0)) / 1e9
         row["fits"] = row["peak_gib"] <= args.budget
-        if args.measure:  # the same steps for real, on the CPU: small sizes only
+        if args.measure:  # the same steps for real, on `device`: small sizes only
             measured = measure_training_memory(config, settings)
             row.update({f"measured_{k}": v for k, v in measured.items()})
             row["estimate_over_measured"] = row["peak_bytes"] / measured["allocator_peak_bytes"]
@@ -93,7 +95,8 @@ def _print_measured(rows: list[dict[str, Any]]) -> None:
 def print_memory_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     r0 = rows[0]
     print(
-        f"peak memory of one training step (estimated on fake tensors), {r0['precision']}, batch {r0['batch']}, "
+        f"peak memory of one training step on {r0['device']} (estimated on fake tensors), {r0['precision']}, batch "
+        f"{r0['batch']}, "
         f"AdamW {'multi-tensor' if r0['foreach'] else 'per-tensor'}, EMA; GiB = 2^30 bytes; fits = peak <= "
         f"{args.budget:g} GiB"
     )
