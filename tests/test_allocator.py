@@ -50,8 +50,9 @@ def probe(mode: str, env: dict[str, str] | None = None) -> dict:
 def test_kept_blocks_are_reused_without_page_faults():
     default, kept = probe("default"), probe("keep")
     assert kept["applied"] and not default["applied"]
-    # 64 MiB is 16384 pages of 4 KiB: the default maps and faults them in on every allocation.
-    assert default["faults"] > 10 * 4096
+    # 64 MiB is 16384 pages of 4 KiB (32 with transparent huge pages): the default maps and faults them in on
+    # every allocation; kept, the pages are faulted in once, before the counted allocations.
+    assert default["faults"] >= 10 * 32
     assert kept["faults"] < default["faults"] / 10
 
 
@@ -59,7 +60,7 @@ def test_kept_blocks_are_reused_without_page_faults():
 def test_system_setting_leaves_glibc_defaults():
     system = probe("keep", {ENV_VAR: "system"})
     assert not system["applied"]
-    assert system["faults"] > 10 * 4096
+    assert system["faults"] >= 10 * 32
 
 
 def test_unknown_setting_is_a_clear_error(monkeypatch):
