@@ -142,3 +142,18 @@ def test_cited_docs_exist():
                 cited.add(word.split("#")[0].rstrip(".;:'\""))
     missing = sorted(c for c in cited if not (docs.parent / c).is_file())
     assert not missing, missing
+
+
+def test_tests_read_fixtures_only_from_the_repository():
+    """Every fixture a test reads is committed under tests/fixtures (conftest.FIXTURES), so a clone without the
+    project's shared folder beside it runs every test: no test names a path outside the repository."""
+    tests = Path(__file__).resolve().parent
+    bad = [
+        f"{path.relative_to(tests)}:{i}"
+        for path in sorted(tests.rglob("*.py"))
+        if path != Path(__file__).resolve()
+        for i, line in enumerate(path.read_text().splitlines(), 1)
+        if "../shared" in line or "shared/fixtures" in line or "parents[3]" in line
+    ]
+    assert not bad, bad
+    assert (tests / "fixtures" / "README.md").is_file()
