@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import ctypes
 import json
 import subprocess
 import sys
 
 import pytest
 
-from ptdit.allocator import ENV_VAR, keep_freed_memory
+from ptdit.allocator import ENV_VAR, glibc, keep_freed_memory
 
-try:
-    GLIBC = hasattr(ctypes.CDLL("libc.so.6"), "mallopt")
-except OSError:
-    GLIBC = False
+GLIBC = glibc() is not None
 
 # Allocates and frees a 64 MiB tensor (above glibc's largest default mmap threshold, 32 MiB) ten times after
 # two warm-ups (the heap settles on the second) and prints the minor page faults of those ten, in a fresh

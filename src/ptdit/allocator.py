@@ -15,6 +15,7 @@ leaves glibc's defaults.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 
 ENV_VAR = "PTDIT_CPU_ALLOCATOR"
@@ -27,6 +28,16 @@ HELD_BYTES = 1 << 30
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 _state = {"kept": False}  # whether this process has kept freed blocks (glibc has no getter for the thresholds)
+
+
+@functools.cache
+def glibc() -> ctypes.CDLL | None:
+    """The process's glibc, or None under another C library (macOS, musl, Windows)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+    return libc if hasattr(libc, "mallopt") else None
 
 
 def keep_freed_memory(held_bytes: int = HELD_BYTES) -> bool:
@@ -42,10 +53,10 @@ def keep_freed_memory(held_bytes: int = HELD_BYTES) -> bool:
         raise ValueError(f"{ENV_VAR}={choice!r} is not one of {', '.join(CHOICES)} (unset it to keep freed memory)")
     if choice == "system":
         return False
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):  # not glibc (macOS, musl, Windows): nothing to tune
+    libc = glibc()
+    if libc is None:  # nothing to tune
         return False
+    mallopt = libc.mallopt
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     kept = bool(mallopt(M_MMAP_THRESHOLD, held_bytes)) and bool(mallopt(M_TRIM_THRESHOLD, held_bytes))
     _state["kept"] = _state["kept"] or kept
@@ -57,4 +68,4 @@ def allocator_setting() -> str:
     return "keep" if _state["kept"] else "system"
 
 
-__all__ = ["CHOICES", "ENV_VAR", "HELD_BYTES", "allocator_setting", "keep_freed_memory"]
+__all__ = ["CHOICES", "ENV_VAR", "HELD_BYTES", "allocator_setting", "glibc", "keep_freed_memory"]

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from ptdit.allocator import glibc
 from ptdit.bench.harness import DIFFUSERS_PIXART, BenchSettings, add_ratios, bench_config, run_benchmarks
 from ptdit.cli.main import main
 from ptdit.eval.flops import analytic_macs, token_grid
@@ -206,7 +207,7 @@ def test_reference_linear_runs_the_reference_path_and_restores_the_switch(capsys
         assert any(seen)  # bf16 forward passes on CPU take the fast path
 
 
-@pytest.mark.skipif(not hasattr(__import__("ctypes").CDLL(None), "mallopt"), reason="glibc only")
+@pytest.mark.skipif(glibc() is None, reason="glibc only")
 def test_bench_command_keeps_freed_blocks_and_says_so(capsys, monkeypatch):
     from ptdit import allocator
 

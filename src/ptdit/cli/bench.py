@@ -173,7 +173,7 @@ def _settings(args: argparse.Namespace) -> Any:
         repeats=args.repeats,
         warmup=args.warmup,
         forward_only=args.forward_only,
-        device=args.device or "cpu",
+        device=args.device,
         dtype=args.dtype or "fp32",
     )
 
@@ -337,6 +337,7 @@ def run(args: argparse.Namespace) -> int:
 
         return run_memory(args)
     args.model = args.model or list(DEFAULT_MODELS)
+    args.device = args.device or "cpu"  # `bench memory` returned above: its default differs
     if len(args.frames) != 1:
         raise ValueError(f"bench {args.what} takes one --frames value, got {args.frames}; several are for memory")
     from ptdit.attention.backends import use_attention_backend
@@ -362,7 +363,7 @@ def _run_networks(args: argparse.Namespace) -> int:
         return run_profile(args)
     from ptdit.bench.harness import DIFFUSERS_PIXART, run_benchmarks
 
-    if args.attention == "flex" and (args.device or "cpu") == "cpu" and not args.forward_only:
+    if args.attention == "flex" and args.device == "cpu" and not args.forward_only:
         raise ValueError("--attention flex has no backward on CPU in torch; add --forward-only, or use --device cuda")
     if any(r < 1 for r in args.resolution):
         raise ValueError(f"--resolution values must be positive, got {args.resolution}")

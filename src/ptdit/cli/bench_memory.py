@@ -95,9 +95,9 @@ def _print_measured(rows: list[dict[str, Any]]) -> None:
 def print_memory_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     r0 = rows[0]
     print(
-        f"peak memory of one training step on {r0['device']} (estimated on fake tensors), {r0['precision']}, batch "
-        f"{r0['batch']}, "
-        f"AdamW {'multi-tensor' if r0['foreach'] else 'per-tensor'}, EMA; GiB = 2^30 bytes; fits = peak <= "
+        f"peak memory of one training step on {r0['device']} (estimated on fake tensors), {r0['precision']}, "
+        f"batch {r0['batch']}, AdamW {'multi-tensor' if r0['foreach'] else 'per-tensor'}, EMA; GiB = 2^30 bytes; "
+        f"fits = peak <= "
         f"{args.budget:g} GiB"
     )
     header = (

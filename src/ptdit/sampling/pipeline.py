@@ -355,12 +355,13 @@ __all__ = ["SAMPLERS", "GenerationPipeline", "GenerationRequest", "resolve_check
 def free_memory() -> None:
     """Collects garbage and hands freed heap pages back to the OS (glibc), so a freed component's memory is
     available to the next stage rather than kept by the allocator."""
-    import contextlib
-    import ctypes
     import gc
+
+    from ptdit.allocator import glibc
 
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to hand back
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    libc = glibc()
+    if libc is not None:  # not glibc: nothing to hand back
+        libc.malloc_trim(0)
